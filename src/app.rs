@@ -1,0 +1,92 @@
+//! The application state shared by every transport and session: config, store,
+//! clock, ids, key verification, rate limits, metrics, the tool registry and the
+//! change feed that drives resource subscriptions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::auth::{KeyVerifier, RateLimiter};
+use crate::checkpoints::Redactor;
+use crate::clock::{Clock, Ids};
+use crate::config::{Config, Profile};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tools::Registry;
+
+/// Something that changed, for resource subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Workflow { org: String, id: String },
+    Checkpoint { org: String, id: String },
+}
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Clock,
+    pub ids: Ids,
+    pub keys: KeyVerifier,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    pub registry: Registry,
+    pub redactor: Redactor,
+    pub changes: broadcast::Sender<Change>,
+    pub started: Instant,
+    /// Live MCP sessions, kept current by the HTTP transport.
+    pub sessions: AtomicUsize,
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl App {
+    /// Opens the store (applying migrations) and builds the shared state.
+    pub fn new(config: Config) -> Result<Arc<App>> {
+        let clock = match (&config.test_clock, config.profile) {
+            (Some(t), Profile::Test) => Clock::Fixed(
+                crate::clock::parse_time(t)
+                    .ok_or_else(|| Error::invalid("test_clock", "is not an RFC 3339 time"))?,
+            ),
+            _ => Clock::System,
+        };
+        let store = Store::open(&config.db_path, config.db_synchronous)?;
+        let keys = KeyVerifier::new(
+            store.clone(),
+            clock.clone(),
+            Duration::from_millis(config.auth.cache_ttl_ms),
+        );
+        let limiter = RateLimiter::new(
+            config.http.rate_limit_per_second,
+            config.http.rate_limit_burst,
+        );
+        let registry = Registry::new(&config.tools);
+        let redactor = Redactor::new(&config.checkpoints.redact_patterns)?;
+        let (changes, _) = broadcast::channel(1024);
+        Ok(Arc::new(App {
+            metrics: Metrics::new(),
+            config,
+            store,
+            clock,
+            ids: Ids::new(),
+            keys,
+            limiter,
+            registry,
+            redactor,
+            changes,
+            started: Instant::now(),
+            sessions: AtomicUsize::new(0),
+        }))
+    }
+
+    pub fn publish(&self, change: Change) {
+        // No receiver means no subscriber: nothing to do.
+        let _ = self.changes.send(change);
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,401 @@
+//! The command line: `serve`, `keys`, `orgs`, `migrate`. Parses flags, layers them
+//! over the loaded config (the last layer), and runs the command. Start-up code:
+//! `anyhow` is used here and in `main` only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::auth::{self, Principal, Role};
+use crate::config::{Config, LogFormat};
+use crate::store::{AuditEntry, KeyInsert};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vaultline",
+    version,
+    about = "An MCP control plane for AI coding agents"
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: the platform config dir's vaultline/config.toml, if present.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Database file (overrides db_path).
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// Log format: plain or json (overrides log.format).
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve MCP over stdio or Streamable HTTP.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Manage orgs.
+    #[command(subcommand)]
+    Orgs(OrgsCmd),
+    /// Apply pending migrations and print the schema version.
+    Migrate,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Serve one local user over stdin/stdout.
+    #[arg(long, conflicts_with = "http")]
+    pub stdio: bool,
+    /// Serve Streamable HTTP on this address (e.g. 127.0.0.1:8787).
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Stateless HTTP: no sessions, plain JSON replies, for several replicas.
+    #[arg(long)]
+    pub stateless: bool,
+    /// Comma-separated toolsets to list (tool names, all, compat).
+    #[arg(long, value_delimiter = ',')]
+    pub toolsets: Option<Vec<String>>,
+    /// Hide and refuse every action that writes.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Serve only the MCP conformance-suite fixtures, without keys, on loopback.
+    /// Never serves real data. For the conformance test runner only.
+    #[arg(long, requires = "http")]
+    pub conformance_fixtures: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Create a key and print it once on stdout.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a key at once.
+    Revoke { key_id: String },
+    /// Make a new key; the old one keeps working for the grace period, then stops.
+    Rotate {
+        key_id: String,
+        /// Grace period in days (default: auth.rotation_grace_days, 7).
+        #[arg(long)]
+        grace_days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgsCmd {
+    /// Create an org (an id of a-z, 0-9, - and _).
+    Create { org: String },
+    /// List orgs.
+    List,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("unknown role {s:?} (viewer, operator, admin, owner)"))
+}
+
+/// Loads config and applies the flags layer.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(db) = &cli.db {
+        cfg.db_path = db.clone();
+    }
+    if let Some(f) = &cli.log_format {
+        cfg.log.format = match f.as_str() {
+            "plain" => LogFormat::Plain,
+            "json" => LogFormat::Json,
+            other => bail!("--log-format: unknown format {other:?} (plain, json)"),
+        };
+    }
+    if let Command::Serve(s) = &cli.command {
+        if s.stateless {
+            cfg.http.stateless = true;
+        }
+        if let Some(t) = &s.toolsets {
+            cfg.tools.toolsets = t.clone();
+        }
+        if s.read_only {
+            cfg.tools.read_only = true;
+        }
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Logs to stderr only (stdout is the stdio transport).
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Plain => builder.try_init(),
+    };
+}
+
+/// Cancels the token on SIGINT or SIGTERM.
+fn shutdown_on_signals(ct: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        ct.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutting down");
+        ct.cancel();
+    });
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(&cli)?;
+    init_logging(&cfg);
+    match cli.command {
+        Command::Serve(args) => serve(cfg, args).await,
+        Command::Keys(cmd) => keys(cfg, cmd).await,
+        Command::Orgs(cmd) => orgs(cfg, cmd).await,
+        Command::Migrate => {
+            let app = App::new(cfg)?;
+            let m = app.store.migration_status();
+            println!(
+                "schema version {} (latest {}); applied now: {:?}",
+                m.current, m.latest, m.applied_now
+            );
+            app.store.shutdown();
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let ct = CancellationToken::new();
+    shutdown_on_signals(ct.clone());
+    if args.conformance_fixtures {
+        let addr = args
+            .http
+            .context("--conformance-fixtures needs --http ADDR")?;
+        return crate::transport::fixtures::serve_fixtures(addr, ct).await;
+    }
+    let app = App::new(cfg)?;
+    let result = if args.stdio {
+        let org = app.config.stdio.org.clone();
+        app.store.ensure_org(&org, &app.clock.now_text()).await?;
+        let principal = Principal::local(&org, app.config.stdio.role);
+        tracing::info!(org = %org, role = %principal.role, "serving MCP over stdio");
+        crate::transport::stdio::serve(app.clone(), principal, ct).await
+    } else {
+        let addr = args.http.unwrap_or(app.config.http.addr);
+        crate::transport::http::serve(app.clone(), addr, ct).await
+    };
+    // Everything acknowledged is already committed; this drains what is queued.
+    app.store.shutdown();
+    result
+}
+
+async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
+    let app = App::new(cfg)?;
+    let r = keys_inner(&app, cmd).await;
+    app.store.shutdown();
+    r
+}
+
+fn audit(app: &App, org: &str, action: &str, subject: &str, detail: Option<String>) -> AuditEntry {
+    AuditEntry {
+        org_id: org.to_string(),
+        id: app.ids.next(),
+        actor: format!("cli:{}", whoami()),
+        action: action.to_string(),
+        subject: Some(subject.to_string()),
+        detail,
+        created_at: app.clock.now_text(),
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+async fn keys_inner(app: &Arc<App>, cmd: KeysCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeysCmd::Create { org, role, name } => {
+            auth::validate_org_slug(&org).map_err(anyhow::Error::msg)?;
+            let k = auth::generate_key();
+            let id = app.ids.next();
+            let now = app.clock.now_text();
+            app.store
+                .insert_key(
+                    KeyInsert {
+                        id: id.clone(),
+                        org_id: org.clone(),
+                        name: name.clone(),
+                        role: role.as_str().into(),
+                        prefix: k.prefix.clone(),
+                        secret_sha256: k.sha256_hex.clone(),
+                        created_at: now,
+                    },
+                    audit(app, &org, "key.create", &id, Some(format!("role={role}"))),
+                )
+                .await
+                .map_err(|e| match e {
+                    crate::error::Error::NotFound { .. } => {
+                        anyhow::anyhow!("org {org:?} does not exist; create it with `vaultline orgs create {org}`")
+                    }
+                    other => other.into(),
+                })?;
+            eprintln!(
+                "created key {id} (prefix {}, org {org}, role {role}); it is shown once:",
+                k.prefix
+            );
+            println!("{}", k.full);
+        }
+        KeysCmd::List { org } => {
+            let keys = app.store.list_keys(org.as_deref()).await?;
+            let now = app.clock.now();
+            println!(
+                "{:<26}  {:<12}  {:<10}  {:<8}  {:<8}  {:<24}  name",
+                "id", "org", "prefix", "role", "state", "last used"
+            );
+            for k in keys {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k
+                    .expires_at
+                    .as_deref()
+                    .and_then(crate::clock::parse_time)
+                    .is_some_and(|t| t <= now)
+                {
+                    "expired"
+                } else if k.expires_at.is_some() {
+                    "grace"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<26}  {:<12}  {:<10}  {:<8}  {:<8}  {:<24}  {}",
+                    k.id,
+                    k.org_id,
+                    k.prefix,
+                    k.role,
+                    state,
+                    k.last_used_at.as_deref().unwrap_or("-"),
+                    k.name.as_deref().unwrap_or("")
+                );
+            }
+        }
+        KeysCmd::Revoke { key_id } => {
+            let k = app
+                .store
+                .key_by_id(&key_id)
+                .await?
+                .with_context(|| format!("no key with id {key_id}"))?;
+            app.store
+                .revoke_key(
+                    &key_id,
+                    &app.clock.now_text(),
+                    audit(app, &k.org_id, "key.revoke", &key_id, None),
+                )
+                .await?;
+            eprintln!(
+                "revoked key {key_id}; a running server stops accepting it within {} ms",
+                app.config.auth.cache_ttl_ms
+            );
+        }
+        KeysCmd::Rotate { key_id, grace_days } => {
+            let old = app
+                .store
+                .key_by_id(&key_id)
+                .await?
+                .with_context(|| format!("no key with id {key_id}"))?;
+            let days = grace_days.unwrap_or(app.config.auth.rotation_grace_days);
+            let grace_end =
+                crate::clock::fmt_time(app.clock.now() + chrono::Duration::days(i64::from(days)));
+            let k = auth::generate_key();
+            let id = app.ids.next();
+            app.store
+                .rotate_key(
+                    &key_id,
+                    KeyInsert {
+                        id: id.clone(),
+                        org_id: old.org_id.clone(),
+                        name: old.name.clone(),
+                        role: old.role.clone(),
+                        prefix: k.prefix.clone(),
+                        secret_sha256: k.sha256_hex.clone(),
+                        created_at: app.clock.now_text(),
+                    },
+                    &grace_end,
+                    audit(
+                        app,
+                        &old.org_id,
+                        "key.rotate",
+                        &key_id,
+                        Some(format!("new={id} grace_end={grace_end}")),
+                    ),
+                )
+                .await?;
+            eprintln!(
+                "rotated key {key_id} → {id}; the old key works until {grace_end}. The new key is shown once:"
+            );
+            println!("{}", k.full);
+        }
+    }
+    Ok(())
+}
+
+async fn orgs(cfg: Config, cmd: OrgsCmd) -> anyhow::Result<()> {
+    let app = App::new(cfg)?;
+    let r = async {
+        match cmd {
+            OrgsCmd::Create { org } => {
+                auth::validate_org_slug(&org).map_err(anyhow::Error::msg)?;
+                app.store.create_org(&org, &app.clock.now_text()).await?;
+                eprintln!("created org {org}");
+            }
+            OrgsCmd::List => {
+                for (id, created, keys) in app.store.list_orgs().await? {
+                    println!("{id}\tcreated {created}\t{keys} live keys");
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    app.store.shutdown();
+    r
+}

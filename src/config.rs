@@ -1,0 +1,346 @@
+//! Configuration: one explicit struct, built once at start-up and passed down.
+//!
+//! Layers, lowest first: built-in defaults → TOML file (`--config`, else the
+//! default path if it exists) → `VAULTLINE_*` environment → command-line flags
+//! (applied by `cli`). Nested keys use `__` in the environment:
+//! `VAULTLINE_HTTP__RATE_LIMIT_PER_SECOND=50`. This module reads no global state
+//! besides the environment at build time and holds no secrets.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Path of the SQLite database file. Default: `<data dir>/vaultline/vaultline.db`.
+    pub db_path: PathBuf,
+    /// `normal` (a commit survives a crash of the process) or `full` (also power loss).
+    pub db_synchronous: Synchronous,
+    /// Profile: `production`, `development` or `test`. Tests may set the clock only in `test`.
+    pub profile: Profile,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub stdio: StdioConfig,
+    pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
+    pub tools: ToolsConfig,
+    pub checkpoints: CheckpointConfig,
+    /// Fixed clock for tests (RFC 3339), honoured only with `profile = "test"`.
+    pub test_clock: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Production,
+    Development,
+    Test,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `plain` or `json`; logs always go to stderr.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `vaultline=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address for `serve --http` when the flag gives none.
+    pub addr: SocketAddr,
+    /// Host header values accepted (DNS-rebinding protection). Loopback by default.
+    pub allowed_hosts: Vec<String>,
+    /// Origin values accepted when a request carries `Origin` (scheme://host:port).
+    /// Loopback origins on any port are accepted by default.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Sustained requests per second allowed per key (0 = no limit).
+    pub rate_limit_per_second: u32,
+    /// Burst allowance per key.
+    pub rate_limit_burst: u32,
+    /// Stateless mode: no sessions, plain JSON replies, any replica can answer.
+    pub stateless: bool,
+    /// Idle time after which a stateful session is dropped (seconds).
+    pub session_keep_alive_secs: u64,
+    /// Interval of SSE keep-alive pings (seconds).
+    pub sse_ping_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StdioConfig {
+    /// Org the local stdio user acts in; created on first use.
+    pub org: String,
+    /// Role of the local stdio user.
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Let `initialize` and `tools/list` through without a key (for portals that
+    /// list tools before they authenticate). Off by default.
+    pub allow_anonymous_discovery: bool,
+    /// How long a verified key stays cached in memory (milliseconds). A key revoked
+    /// from another process stops working within this time.
+    pub cache_ttl_ms: u64,
+    /// Default grace period of `keys rotate`, in days.
+    pub rotation_grace_days: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` without a key. Public metrics carry no org labels.
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// Toolsets listed and callable: tool names, `all`, and `compat` (vault-mcp's old tool names).
+    pub toolsets: Vec<String>,
+    /// Hide and refuse every action that writes.
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Extra regular expressions redacted from transcripts at ingest.
+    pub redact_patterns: Vec<String>,
+    /// Largest transcript chunk in characters.
+    pub chunk_chars: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db_path: default_data_dir().join("vaultline.db"),
+            db_synchronous: Synchronous::Normal,
+            profile: Profile::Production,
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            stdio: StdioConfig::default(),
+            auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
+            tools: ToolsConfig::default(),
+            checkpoints: CheckpointConfig::default(),
+            test_clock: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Plain,
+            level: "info,rmcp=warn".into(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 << 20,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            stateless: false,
+            session_keep_alive_secs: 3600,
+            sse_ping_secs: 15,
+        }
+    }
+}
+
+impl Default for StdioConfig {
+    fn default() -> Self {
+        StdioConfig {
+            org: "default".into(),
+            role: Role::Owner,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_anonymous_discovery: false,
+            cache_ttl_ms: 1000,
+            rotation_grace_days: 7,
+        }
+    }
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            toolsets: vec!["all".into()],
+            read_only: false,
+        }
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            redact_patterns: Vec::new(),
+            chunk_chars: 4000,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/vaultline` (or the platform's equivalent), else `./.vaultline`.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("vaultline"))
+        .unwrap_or_else(|| PathBuf::from(".vaultline"))
+}
+
+/// `$XDG_CONFIG_HOME/vaultline/config.toml` (or the platform's equivalent).
+pub fn default_config_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("vaultline").join("config.toml"))
+}
+
+impl Config {
+    /// Defaults → file → environment. `explicit` is `--config`; a missing explicit
+    /// file is an error, a missing default file is not.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match explicit {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file(path));
+            }
+            None => {
+                if let Some(path) = default_config_path().filter(|p| p.exists()) {
+                    fig = fig.merge(Toml::file(path));
+                }
+            }
+        }
+        fig = fig.merge(Env::prefixed("VAULTLINE_").split("__"));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that cannot be expressed in the types.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::auth::validate_org_slug(&self.stdio.org)
+            .map_err(|e| ConfigError(format!("stdio.org: {e}")))?;
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError(
+                "http.max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.checkpoints.chunk_chars < 200 {
+            return Err(ConfigError(
+                "checkpoints.chunk_chars must be at least 200".into(),
+            ));
+        }
+        for p in &self.checkpoints.redact_patterns {
+            regex::Regex::new(p).map_err(|e| {
+                ConfigError(format!(
+                    "checkpoints.redact_patterns: {p:?} is not a regex: {e}"
+                ))
+            })?;
+        }
+        for t in &self.tools.toolsets {
+            if !crate::tools::is_known_toolset(t) {
+                return Err(ConfigError(format!(
+                    "tools.toolsets: unknown toolset {t:?} (known: {})",
+                    crate::tools::KNOWN_TOOLSETS.join(", ")
+                )));
+            }
+        }
+        if self.test_clock.is_some() && self.profile != Profile::Test {
+            return Err(ConfigError(
+                "test_clock is honoured only with profile = \"test\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file_and_validate() {
+        let cfg = Config::default();
+        cfg.validate().unwrap();
+        assert!(cfg.db_path.ends_with("vaultline.db"));
+        assert_eq!(cfg.http.session_keep_alive_secs, 3600);
+        assert!(!cfg.auth.allow_anonymous_discovery);
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "db_path = \"/tmp/x.db\"\n[http]\nrate_limit_per_second = 5\nmax_body_bytes = 2048\n",
+            )?;
+            jail.set_env("VAULTLINE_HTTP__RATE_LIMIT_PER_SECOND", "7");
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.0)?;
+            assert_eq!(cfg.db_path, PathBuf::from("/tmp/x.db"));
+            assert_eq!(cfg.http.rate_limit_per_second, 7, "env wins over file");
+            assert_eq!(cfg.http.max_body_bytes, 2048, "file wins over defaults");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "nonsense = 1\n")?;
+            let err = Config::load(Some(Path::new("c.toml"))).unwrap_err();
+            assert!(err.0.contains("nonsense"), "{}", err.0);
+            jail.create_file("d.toml", "[tools]\ntoolsets = [\"bogus\"]\n")?;
+            let err = Config::load(Some(Path::new("d.toml"))).unwrap_err();
+            assert!(err.0.contains("bogus"), "{}", err.0);
+            Ok(())
+        });
+    }
+}

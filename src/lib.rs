@@ -1,0 +1,24 @@
+//! vaultline: an MCP control plane for AI coding agents.
+//!
+//! Module map (outermost first):
+//! - `cli` — the command line (`serve`, `keys`, `orgs`, `migrate`); start-up only.
+//! - `transport` — the only code that knows HTTP, stdio, JSON-RPC and rmcp.
+//! - `tools` — one file per MCP tool, and the registry that lists, checks and dispatches them.
+//! - domain modules — `workflows`, `tasks`, `checkpoints`: rules as plain functions over plain data.
+//! - `auth` — roles, principals, API keys, rate limits.
+//! - `store` — the only importer of rusqlite: typed verbs over one SQLite file.
+//! - `app`, `config`, `clock`, `error`, `metrics` — shared plumbing.
+//!
+//! See `docs/ARCHITECTURE.md` for the invariants.
+
+pub mod app;
+pub mod auth;
+pub mod checkpoints;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod store;
+pub mod tools;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! Store verbs for checkpoints, decisions and transcripts.

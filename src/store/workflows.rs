@@ -1,0 +1,1 @@
+//! Store verbs for workflows and stages.

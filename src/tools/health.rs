@@ -1,0 +1,141 @@
+//! `health`: liveness and the state of every part (status), and a canary that
+//! writes, reads back and deletes a row so an agent can tell at session start
+//! whether its memory works. `status` reads only in-memory state and one cheap
+//! probe result, so it stays as fast as an echo.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionSpec, CallCtx, ToolOutput, ToolSpec, parse, read, schema_of};
+use crate::app::VERSION;
+use crate::error::Result;
+
+pub static SPEC: ToolSpec = ToolSpec {
+    name: "health",
+    description: "Server health. status: store, migrations, uptime, version, sessions. canary: write, read back and delete a row to prove memory works (reports failure instead of throwing).",
+    actions: &ACTIONS,
+    input: schema_of::<Params>,
+    output: schema_of::<Output>,
+    destructive: false,
+    idempotent: true,
+};
+
+static ACTIONS: [ActionSpec; 2] = [
+    read("status", &[]),
+    // The canary writes (and removes) a scratch row: it needs write access.
+    super::write("canary", &[]),
+];
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    #[allow(dead_code)]
+    action: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Output {
+    /// `ok` or `degraded`.
+    status: String,
+    version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<StoreState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uptime_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<Canary>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+struct StoreState {
+    ok: bool,
+    schema_version: u32,
+    schema_latest: u32,
+    errors: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+struct Canary {
+    ok: bool,
+    latency_ms: f64,
+    /// The step that failed: write, read or delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Result<ToolOutput> {
+    let _p: Params = parse(args)?;
+    let app = &ctx.app;
+    let m = app.store.migration_status();
+    let errors = app.store.error_count();
+    match action {
+        "canary" => {
+            let t = std::time::Instant::now();
+            let id = app.ids.next();
+            let r = app
+                .store
+                .canary(&ctx.principal.org, &id, &app.clock.now_text())
+                .await;
+            let latency_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let (ok, failed_at, error) = match r {
+                Ok(()) => (true, None, None),
+                Err((step, e)) => (false, Some(step.to_string()), Some(e)),
+            };
+            let text = if ok {
+                format!("canary ok: wrote, read back and deleted a row in {latency_ms:.1} ms")
+            } else {
+                format!(
+                    "canary FAILED at {}: {} — treat memory as unavailable",
+                    failed_at.as_deref().unwrap_or("?"),
+                    error.as_deref().unwrap_or("")
+                )
+            };
+            ToolOutput::new(
+                Output {
+                    status: if ok { "ok" } else { "degraded" }.into(),
+                    version: VERSION.into(),
+                    store: None,
+                    uptime_s: None,
+                    sessions: None,
+                    canary: Some(Canary {
+                        ok,
+                        latency_ms,
+                        failed_at,
+                        error,
+                    }),
+                },
+                text,
+            )
+        }
+        _ => {
+            let store_ok = m.current == m.latest;
+            let uptime = app.started.elapsed().as_secs();
+            let sessions = app.session_count() as u64;
+            let status = if store_ok { "ok" } else { "degraded" };
+            let text = format!(
+                "{status}: vaultline {VERSION}, schema v{}/{}, up {uptime}s, {sessions} sessions",
+                m.current, m.latest
+            );
+            ToolOutput::new(
+                Output {
+                    status: status.into(),
+                    version: VERSION.into(),
+                    store: Some(StoreState {
+                        ok: store_ok,
+                        schema_version: m.current,
+                        schema_latest: m.latest,
+                        errors,
+                    }),
+                    uptime_s: Some(uptime),
+                    sessions: Some(sessions),
+                    canary: None,
+                },
+                text,
+            )
+        }
+    }
+}

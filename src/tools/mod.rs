@@ -1,0 +1,445 @@
+//! The MCP tools: one file per tool, and this registry that lists and dispatches them.
+//!
+//! A tool is a flat object schema with an `action` enum (several clients reject
+//! `oneOf`/`anyOf` at the root), checked strictly here before any handler runs:
+//! the JSON Schema first (so the caller reads the validator's message, naming the
+//! field), then read-only mode and the role the action needs. Handlers parse their
+//! parameters, make domain and store calls, and shape a result; they contain no SQL
+//! and know nothing of rmcp (progress and cancellation reach them as plain values).
+
+pub mod health;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::auth::{Principal, Role};
+use crate::config::ToolsConfig;
+use crate::error::{Error, Result};
+
+/// Toolset names accepted by `--toolsets`.
+pub const KNOWN_TOOLSETS: &[&str] = &["all", "workflow", "task", "checkpoint", "health", "compat"];
+
+pub fn is_known_toolset(s: &str) -> bool {
+    KNOWN_TOOLSETS.contains(&s)
+}
+
+/// One action of a tool: its name, old names it also answers to, the role it
+/// needs, and whether it writes.
+#[derive(Debug)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub role: Role,
+    pub writes: bool,
+}
+
+/// Shorthand for action tables.
+pub const fn read(name: &'static str, aliases: &'static [&'static str]) -> ActionSpec {
+    ActionSpec {
+        name,
+        aliases,
+        role: Role::Viewer,
+        writes: false,
+    }
+}
+
+pub const fn write(name: &'static str, aliases: &'static [&'static str]) -> ActionSpec {
+    ActionSpec {
+        name,
+        aliases,
+        role: Role::Operator,
+        writes: true,
+    }
+}
+
+/// The closed set of built-in tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolId {
+    Health,
+}
+
+/// What a tool declares about itself.
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub actions: &'static [ActionSpec],
+    /// Schema of the fields (the registry adds `action`).
+    pub input: fn() -> Value,
+    pub output: fn() -> Value,
+    pub destructive: bool,
+    pub idempotent: bool,
+}
+
+/// What a handler returns: the structured result and a short text rendering.
+#[derive(Debug)]
+pub struct ToolOutput {
+    pub structured: Value,
+    pub text: String,
+}
+
+impl ToolOutput {
+    pub fn new(structured: impl serde::Serialize, text: impl Into<String>) -> Result<ToolOutput> {
+        Ok(ToolOutput {
+            structured: serde_json::to_value(structured)?,
+            text: text.into(),
+        })
+    }
+}
+
+/// Progress reports from a long action; the transport turns them into notifications.
+pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;
+
+/// Everything a handler may use besides its parameters.
+pub struct CallCtx {
+    pub app: Arc<App>,
+    pub principal: Principal,
+    pub ct: CancellationToken,
+    pub progress: Option<ProgressFn>,
+}
+
+impl CallCtx {
+    pub fn report(&self, done: f64, total: Option<f64>, message: Option<String>) {
+        if let Some(p) = &self.progress {
+            p(done, total, message);
+        }
+    }
+}
+
+/// A tool as listed: name, description, schemas, annotations, for one server mode.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: Map<String, Value>,
+    pub output_schema: Map<String, Value>,
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+}
+
+struct Entry {
+    id: ToolId,
+    spec: &'static ToolSpec,
+    listed: Listed,
+    validator: jsonschema::Validator,
+    actions: HashMap<&'static str, &'static ActionSpec>,
+}
+
+/// The tools this server lists and answers, fixed at start-up.
+pub struct Registry {
+    entries: Vec<Entry>,
+    read_only: bool,
+}
+
+/// The result of resolving a call before it runs.
+pub struct Resolved {
+    pub id: ToolId,
+    pub action: &'static ActionSpec,
+    pub args: Value,
+}
+
+/// Why a call could not be routed at all (a JSON-RPC error, not a tool error).
+#[derive(Debug)]
+pub struct UnknownTool(pub String);
+
+impl Registry {
+    pub fn new(cfg: &ToolsConfig) -> Registry {
+        let all = cfg.toolsets.iter().any(|t| t == "all");
+        let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
+        let mut entries = Vec::new();
+        let core: [(ToolId, &'static ToolSpec); 1] = [(ToolId::Health, &health::SPEC)];
+        for (id, spec) in core {
+            if wanted(spec.name) {
+                entries.extend(Entry::build(id, spec, cfg.read_only));
+            }
+        }
+        Registry {
+            entries,
+            read_only: cfg.read_only,
+        }
+    }
+
+    /// The tools to list.
+    pub fn list(&self) -> impl Iterator<Item = &Listed> {
+        self.entries.iter().map(|e| &e.listed)
+    }
+
+    /// Validates a call and checks mode and role. `Err(Ok(unknown))` for a tool
+    /// that is not listed; `Err(Err(error))` for a call the caller should fix.
+    pub fn resolve(
+        &self,
+        name: &str,
+        args: Option<Map<String, Value>>,
+        principal: &Principal,
+    ) -> std::result::Result<Resolved, std::result::Result<UnknownTool, Error>> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.listed.name == name)
+            .ok_or_else(|| Ok(UnknownTool(name.to_string())))?;
+        let mut args = args.unwrap_or_default();
+        // Absent and null mean the same: many agents send null for unset fields.
+        args.retain(|_, v| !v.is_null());
+        let args = Value::Object(args);
+        if let Some(err) = entry.validator.iter_errors(&args).next() {
+            return Err(Err(schema_error(&err)));
+        }
+        let action_name = args
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let action = *entry.actions.get(action_name).ok_or_else(|| {
+            Err(Error::invalid(
+                "action",
+                format!("unknown action {action_name:?}"),
+            ))
+        })?;
+        let what = format!("{} {}", entry.spec.name, action.name);
+        if action.writes && self.read_only {
+            return Err(Err(Error::ReadOnly(what)));
+        }
+        if principal.role < action.role {
+            return Err(Err(Error::Forbidden {
+                what,
+                needed: action.role,
+                have: principal.role,
+            }));
+        }
+        Ok(Resolved {
+            id: entry.id,
+            action,
+            args,
+        })
+    }
+}
+
+fn schema_error(err: &jsonschema::ValidationError<'_>) -> Error {
+    let path = err.instance_path().to_string();
+    let field = path.trim_start_matches('/').replace('/', ".");
+    let field = if field.is_empty() {
+        "arguments".to_string()
+    } else {
+        field
+    };
+    let mut message = err.to_string();
+    if message.len() > 300 {
+        message.truncate(300);
+        message.push('…');
+    }
+    Error::invalid(field, message)
+}
+
+impl Entry {
+    fn build(id: ToolId, spec: &'static ToolSpec, read_only: bool) -> Option<Entry> {
+        let visible: Vec<&ActionSpec> = spec
+            .actions
+            .iter()
+            .filter(|a| !(read_only && a.writes))
+            .collect();
+        if visible.is_empty() {
+            return None;
+        }
+        let full = input_schema(spec, &spec.actions.iter().collect::<Vec<_>>());
+        let listed_schema = input_schema(spec, &visible);
+        let validator = match jsonschema::validator_for(&Value::Object(full)) {
+            Ok(v) => v,
+            Err(e) => {
+                // The schemas are generated from our own types; a failure is a bug
+                // that the schema tests catch before release.
+                tracing::error!(tool = spec.name, error = %e, "invalid generated input schema");
+                return None;
+            }
+        };
+        let mut actions = HashMap::new();
+        for a in spec.actions {
+            actions.insert(a.name, a);
+            for alias in a.aliases {
+                actions.insert(*alias, a);
+            }
+        }
+        let output = match (spec.output)() {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let writes_visible = visible.iter().any(|a| a.writes);
+        Some(Entry {
+            id,
+            spec,
+            listed: Listed {
+                name: spec.name,
+                description: spec.description,
+                input_schema: listed_schema,
+                output_schema: output,
+                read_only: !writes_visible,
+                destructive: writes_visible && spec.destructive,
+                idempotent: !writes_visible || spec.idempotent,
+            },
+            validator,
+            actions,
+        })
+    }
+}
+
+/// The listed input schema: `action` (canonical names and aliases of the given
+/// actions) first, then the tool's fields.
+fn input_schema(spec: &ToolSpec, actions: &[&ActionSpec]) -> Map<String, Value> {
+    let mut names = Vec::new();
+    let mut doc = String::from("What to do.");
+    let mut alias_notes = Vec::new();
+    for a in actions {
+        names.push(Value::from(a.name));
+        for al in a.aliases {
+            names.push(Value::from(*al));
+            alias_notes.push(format!("{al}={}", a.name));
+        }
+    }
+    if !alias_notes.is_empty() {
+        doc.push_str(" Aliases: ");
+        doc.push_str(&alias_notes.join(", "));
+        doc.push('.');
+    }
+    let mut fields = match (spec.input)() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let mut props = Map::new();
+    props.insert(
+        "action".into(),
+        json!({"type": "string", "enum": names, "description": doc}),
+    );
+    if let Some(Value::Object(p)) = fields.remove("properties") {
+        for (k, v) in p {
+            if k != "action" {
+                props.insert(k, v);
+            }
+        }
+    }
+    let mut out = Map::new();
+    out.insert("type".into(), "object".into());
+    out.insert("properties".into(), Value::Object(props));
+    out.insert("required".into(), json!(["action"]));
+    out.insert("additionalProperties".into(), false.into());
+    out
+}
+
+/// Generates a compact schema for `T`: inlined, no `$schema`/`title`, no null
+/// branches (absent means unset), no integer formats.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.inline_subschemas = true;
+        s.meta_schema = None;
+    });
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let mut v = schema.to_value();
+    compact(&mut v, true);
+    v
+}
+
+fn compact(v: &mut Value, root: bool) {
+    match v {
+        Value::Object(m) => {
+            if root {
+                m.remove("title");
+            }
+            m.remove("$schema");
+            if m.get("type").and_then(Value::as_str) == Some("integer") {
+                m.remove("format");
+            }
+            if let Some(Value::Array(types)) = m.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let t = types.remove(0);
+                    m.insert("type".into(), t);
+                }
+                if m.get("type").and_then(Value::as_str) == Some("integer") {
+                    m.remove("format");
+                }
+            }
+            for key in ["anyOf", "oneOf"] {
+                if let Some(Value::Array(branches)) = m.get_mut(key) {
+                    branches.retain(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+                    if branches.len() == 1
+                        && let Some(Value::Object(only)) = branches.pop()
+                    {
+                        m.remove(key);
+                        for (k, val) in only {
+                            m.entry(k).or_insert(val);
+                        }
+                    }
+                }
+            }
+            if let Some(Value::Array(e)) = m.get_mut("enum") {
+                e.retain(|x| !x.is_null());
+            }
+            for (_, child) in m.iter_mut() {
+                compact(child, false);
+            }
+        }
+        Value::Array(a) => {
+            for child in a {
+                compact(child, false);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parses validated arguments into a tool's parameter struct.
+pub fn parse<T: DeserializeOwned>(args: Value) -> Result<T> {
+    serde_json::from_value(args).map_err(|e| Error::invalid("arguments", e.to_string()))
+}
+
+/// Requires an optional field for an action.
+pub fn need<'a, T>(v: &'a Option<T>, field: &str, action: &str) -> Result<&'a T> {
+    v.as_ref().ok_or_else(|| Error::missing(field, action))
+}
+
+/// Runs a resolved call.
+pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
+    let action = r.action.name;
+    match r.id {
+        ToolId::Health => health::call(ctx, action, r.args).await,
+    }
+}
+
+/// Limits on free-text fields, checked where the schema cannot say them cheaply.
+pub fn check_len(field: &str, v: &Option<String>, max: usize) -> Result<()> {
+    if let Some(s) = v
+        && s.chars().count() > max
+    {
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_strips_nulls_and_formats() {
+        let mut v = json!({"title": "X", "type": "object", "properties": {
+            "a": {"type": ["string", "null"]},
+            "n": {"type": ["integer", "null"], "format": "uint32", "minimum": 0},
+            "e": {"anyOf": [{"type": "string", "enum": ["x"]}, {"type": "null"}]}
+        }});
+        compact(&mut v, true);
+        assert_eq!(
+            v,
+            json!({"type": "object", "properties": {
+                "a": {"type": "string"},
+                "n": {"type": "integer", "minimum": 0},
+                "e": {"type": "string", "enum": ["x"]}
+            }})
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The one place where domain errors become MCP answers.
+//!
+//! A failure the caller can act on (bad input, unknown id, refused transition,
+//! missing role, read-only mode) is an in-band `isError` tool result whose text
+//! names the field, id, limit or role. An unknown tool is a JSON-RPC error
+//! (-32602, as the MCP spec shows). Internal causes are logged with a reference
+//! and never echoed.
+
+use rmcp::ErrorData;
+use rmcp::model::{CallToolResult, ContentBlock};
+
+use crate::error::Error;
+
+/// A tool error result for the caller.
+pub fn tool_error(tool: &str, action: Option<&str>, err: &Error) -> CallToolResult {
+    let what = match action {
+        Some(a) => format!("{tool} {a}"),
+        None => tool.to_string(),
+    };
+    let text = match err {
+        Error::Internal(cause) => {
+            let reference = ulid::Ulid::new().to_string();
+            tracing::error!(%reference, tool, action, cause = %cause, "internal error in tool call");
+            format!("{what}: internal error (reference {reference}); the server logged the cause")
+        }
+        other => format!("{what}: {other}"),
+    };
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+/// The JSON-RPC error for a tool that is not listed.
+pub fn unknown_tool(name: &str) -> ErrorData {
+    ErrorData::invalid_params(format!("unknown tool: {name}"), None)
+}
+
+/// A JSON-RPC error for a non-tool request (resources, prompts, completions).
+pub fn request_error(err: &Error) -> ErrorData {
+    match err {
+        Error::NotFound { .. } => ErrorData::resource_not_found(err.to_string(), None),
+        Error::Internal(cause) => {
+            tracing::error!(cause = %cause, "internal error in request");
+            ErrorData::internal_error("internal error; the server logged the cause", None)
+        }
+        other => ErrorData::invalid_params(other.to_string(), None),
+    }
+}

@@ -1,0 +1,235 @@
+//! The rmcp `ServerHandler` behind both transports.
+//!
+//! It finds the principal (over HTTP, what the bearer middleware put in the
+//! request's extensions; over stdio, the configured local user), lists the tools
+//! the registry built at start-up, routes `tools/call` through the registry's
+//! strict checks, meters every call, and serves resources, the `resume` prompt,
+//! completions and logging levels. Business rules live in `tools` and below.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::Value;
+
+use super::errors;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::tools::{self, CallCtx};
+
+/// Protocol versions served, newest first. 2026-07-28 is left out on purpose:
+/// its sessionless era cannot yet keep the session-to-key binding.
+pub const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2025_11_25,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_03_26,
+];
+
+/// Per-session state (one handler instance serves one session).
+#[derive(Default)]
+pub struct SessionState {
+    /// The level the client asked for with `logging/setLevel` (lowercase name).
+    pub log_level: Mutex<Option<String>>,
+}
+
+#[derive(Clone)]
+pub struct Handler {
+    pub app: Arc<App>,
+    /// The stdio user; `None` over HTTP, where the middleware supplies the principal.
+    local: Option<Principal>,
+    tools: Arc<Vec<Tool>>,
+    pub session: Arc<SessionState>,
+}
+
+/// The tools as rmcp types, built once from the registry.
+pub fn listed_tools(app: &App) -> Arc<Vec<Tool>> {
+    Arc::new(
+        app.registry
+            .list()
+            .map(|l| {
+                Tool::new(l.name, l.description, Arc::new(l.input_schema.clone()))
+                    .with_raw_output_schema(Arc::new(l.output_schema.clone()))
+                    .with_annotations(
+                        ToolAnnotations::new()
+                            .read_only(l.read_only)
+                            .destructive(l.destructive)
+                            .idempotent(l.idempotent)
+                            .open_world(false),
+                    )
+            })
+            .collect(),
+    )
+}
+
+impl Handler {
+    pub fn new(app: Arc<App>, local: Option<Principal>, tools: Arc<Vec<Tool>>) -> Handler {
+        Handler {
+            app,
+            local,
+            tools,
+            session: Arc::new(SessionState::default()),
+        }
+    }
+
+    /// A fresh handler for a new session, sharing everything but session state.
+    pub fn for_session(&self) -> Handler {
+        Handler {
+            session: Arc::new(SessionState::default()),
+            ..self.clone()
+        }
+    }
+
+    pub fn principal(&self, ctx: &RequestContext<RoleServer>) -> Option<Principal> {
+        if let Some(p) = &self.local {
+            return Some(p.clone());
+        }
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .cloned()
+    }
+
+    fn require_principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
+        self.principal(ctx)
+            .ok_or_else(|| ErrorData::invalid_request("this request needs an API key", None))
+    }
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> ServerConfig {
+        #[allow(deprecated)]
+        // logging is deprecated by SEP-2577 but still part of the versions we serve
+        let caps = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_tools()
+            .build();
+        ServerConfig::new(caps)
+            .with_server_info(Implementation::new("vaultline", crate::app::VERSION))
+            .with_instructions(
+                "vaultline keeps the record of agent work. Start a session with `checkpoint handoff` \
+                 (or `health canary` to check memory works), record work with `workflow` and `task`, \
+                 and save a `checkpoint` before your context is compacted.",
+            )
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(PROTOCOL_VERSIONS)
+    }
+
+    async fn discover(
+        &self,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, ErrorData> {
+        // Clients that probe the sessionless era first fall back to `initialize` on an error.
+        Err(ErrorData::method_not_found::<DiscoverRequestMethod>())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let principal = self.require_principal(&ctx)?;
+        let started = Instant::now();
+        let name = request.name.to_string();
+        let resolved = match self
+            .app
+            .registry
+            .resolve(&name, request.arguments, &principal)
+        {
+            Ok(r) => r,
+            Err(Ok(unknown)) => {
+                self.app
+                    .metrics
+                    .tool_call("unknown", "", "unknown_tool", 0.0);
+                return Err(errors::unknown_tool(&unknown.0));
+            }
+            Err(Err(e)) => {
+                self.app
+                    .metrics
+                    .tool_call(&name, "", "invalid", started.elapsed().as_secs_f64());
+                return Ok(errors::tool_error(&name, None, &e).into());
+            }
+        };
+        let action = resolved.action.name;
+        let progress = ctx.meta.get_progress_token().map(|token| {
+            let peer = ctx.peer.clone();
+            let f: tools::ProgressFn = Arc::new(move |done, total, message| {
+                let mut p = ProgressNotificationParam::new(token.clone(), done);
+                if let Some(t) = total {
+                    p = p.with_total(t);
+                }
+                if let Some(m) = message {
+                    p = p.with_message(m);
+                }
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    let _ = peer.notify_progress(p).await;
+                });
+            });
+            f
+        });
+        let call = CallCtx {
+            app: self.app.clone(),
+            principal,
+            ct: ctx.ct.clone(),
+            progress,
+        };
+        let out = tools::dispatch(&call, resolved).await;
+        let secs = started.elapsed().as_secs_f64();
+        let result = match out {
+            Ok(out) => {
+                self.app.metrics.tool_call(&name, action, "ok", secs);
+                let mut r = CallToolResult::structured(out.structured);
+                r.content = vec![ContentBlock::text(out.text)];
+                r
+            }
+            Err(e) => {
+                let outcome = match e {
+                    crate::error::Error::Internal(_) => "error",
+                    _ => "refused",
+                };
+                self.app.metrics.tool_call(&name, action, outcome, secs);
+                errors::tool_error(&name, Some(action), &e)
+            }
+        };
+        Ok(result.into())
+    }
+
+    // Logging is deprecated by SEP-2577 but part of the protocol versions we serve.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let level = serde_json::to_value(request.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string));
+        if let Ok(mut l) = self.session.log_level.lock() {
+            *l = level;
+        }
+        Ok(())
+    }
+
+    async fn on_initialized(&self, _ctx: NotificationContext<RoleServer>) {}
+}
+
+/// Turns a JSON object value into the map rmcp wants.
+pub fn as_object(v: Value) -> JsonObject {
+    match v {
+        Value::Object(m) => m,
+        _ => JsonObject::new(),
+    }
+}
