@@ -139,3 +139,38 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::{Principal, Role};
+    use crate::tools::{call_as, test_app};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn status_and_canary_and_roles() {
+        let (app, _dir) = test_app();
+        app.store
+            .ensure_org("acme", "2026-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let viewer = Principal::local("acme", Role::Viewer);
+        let op = Principal::local("acme", Role::Operator);
+        let out = call_as(&app, &viewer, "health", json!({"action": "status"}))
+            .await
+            .unwrap();
+        assert_eq!(out.structured["status"], "ok");
+        assert_eq!(out.structured["store"]["schema_version"], 1);
+        let err = call_as(&app, &viewer, "health", json!({"action": "canary"}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("needs role operator"), "{err}");
+        let out = call_as(&app, &op, "health", json!({"action": "canary"}))
+            .await
+            .unwrap();
+        assert_eq!(out.structured["canary"]["ok"], true, "{}", out.structured);
+        let err = call_as(&app, &op, "health", json!({"action": "explode"}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("action"), "{err}");
+    }
+}

@@ -443,3 +443,77 @@ mod tests {
         );
     }
 }
+
+/// Resolves and runs one call as `principal`, the way the transports do, minus
+/// the wire. For in-process callers and tests; unknown tools are `Invalid`.
+pub async fn call_as(
+    app: &Arc<App>,
+    principal: &Principal,
+    tool: &str,
+    args: Value,
+) -> Result<ToolOutput> {
+    let args = match args {
+        Value::Object(m) => Some(m),
+        _ => None,
+    };
+    let resolved = match app.registry.resolve(tool, args, principal) {
+        Ok(r) => r,
+        Err(Ok(unknown)) => {
+            return Err(Error::invalid(
+                "name",
+                format!("unknown tool: {}", unknown.0),
+            ));
+        }
+        Err(Err(e)) => return Err(e),
+    };
+    let ctx = CallCtx {
+        app: app.clone(),
+        principal: principal.clone(),
+        ct: CancellationToken::new(),
+        progress: None,
+    };
+    dispatch(&ctx, resolved).await
+}
+
+/// A fresh app on a temporary database, for tests: returns the app and the
+/// directory that must outlive it.
+pub fn test_app() -> (Arc<App>, tempfile_dir::TempDir) {
+    let dir = tempfile_dir::TempDir::new();
+    let cfg = crate::config::Config {
+        db_path: dir.path().join("test.db"),
+        ..Default::default()
+    };
+    let app = App::new(cfg).unwrap_or_else(|e| panic!("test app: {e}"));
+    (app, dir)
+}
+
+/// A minimal temporary directory (removed on drop), so test helpers need no
+/// dev-dependency in the library.
+pub mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> TempDir {
+            let p = std::env::temp_dir().join(format!("vaultline-test-{}", ulid::Ulid::new()));
+            let _ = std::fs::create_dir_all(&p);
+            TempDir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Default for TempDir {
+        fn default() -> Self {
+            TempDir::new()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
