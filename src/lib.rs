@@ -19,6 +19,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod money;
 pub mod store;
 pub mod tools;
 pub mod transport;
+pub mod workflows;

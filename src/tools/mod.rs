@@ -8,6 +8,7 @@
 //! and know nothing of rmcp (progress and cancellation reach them as plain values).
 
 pub mod health;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub const fn write(name: &'static str, aliases: &'static [&'static str]) -> Acti
 /// The closed set of built-in tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolId {
+    Workflow,
     Health,
 }
 
@@ -153,7 +155,10 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 1] = [(ToolId::Health, &health::SPEC)];
+        let core: [(ToolId, &'static ToolSpec); 2] = [
+            (ToolId::Workflow, &workflow::SPEC),
+            (ToolId::Health, &health::SPEC),
+        ];
         for (id, spec) in core {
             if wanted(spec.name) {
                 entries.extend(Entry::build(id, spec, cfg.read_only));
@@ -404,6 +409,7 @@ pub fn need<'a, T>(v: &'a Option<T>, field: &str, action: &str) -> Result<&'a T>
 pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
     let action = r.action.name;
     match r.id {
+        ToolId::Workflow => workflow::call(ctx, action, r.args).await,
         ToolId::Health => health::call(ctx, action, r.args).await,
     }
 }
