@@ -376,7 +376,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
         }
         "list" => {
             let limit = page_limit(p.limit, 20, 100);
-            let after = p.cursor.as_deref().map(|c| decode_cursor(c)).transpose()?;
+            let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
             let rows = app
                 .store
                 .workflow_list(
