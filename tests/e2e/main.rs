@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binary, a real SQLite file, rmcp's client over
+//! Streamable HTTP and stdio. One test binary, so the suite links once.
+
+mod access;
+mod bad_input;
+mod common;
+mod surface;
