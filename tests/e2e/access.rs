@@ -368,3 +368,25 @@ async fn sigterm_shuts_down_gracefully() {
         srv.log.lock().unwrap()
     );
 }
+
+#[test]
+fn cli_refuses_unknown_orgs_roles_and_bad_slugs_clearly() {
+    let env = Env::new();
+    let (ok, out, err) = cli_raw(&env.db(), &["keys", "create", "--org", "nope", "--role", "viewer"]);
+    assert!(!ok && out.is_empty(), "no key printed");
+    assert!(err.contains("vaultline orgs create nope"), "{err}");
+    let (ok, _, err) = cli_raw(&env.db(), &["keys", "create", "--org", "nope", "--role", "root"]);
+    assert!(!ok && err.contains("unknown role"), "{err}");
+    let (ok, _, err) = cli_raw(&env.db(), &["orgs", "create", "Bad Org"]);
+    assert!(!ok && err.contains("not a valid org id"), "{err}");
+    env.org("acme");
+    let (ok, _, err) = cli_raw(&env.db(), &["orgs", "create", "acme"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let key = env.key("acme", "viewer");
+    let listed = cli(&env.db(), &["keys", "list"]);
+    assert!(!listed.contains(&key), "keys list never shows a secret");
+    let secret_part = key.rsplit('_').next().unwrap();
+    let db_bytes = std::fs::read(env.db()).unwrap();
+    let db_text = String::from_utf8_lossy(&db_bytes);
+    assert!(!db_text.contains(secret_part), "the database holds only a digest");
+}
