@@ -24,3 +24,6 @@ pub mod store;
 pub mod tools;
 pub mod transport;
 pub mod workflows;
+
+#[cfg(test)]
+mod tidy;

@@ -523,3 +523,48 @@ pub mod tempfile_dir {
         }
     }
 }
+
+#[cfg(test)]
+mod schema_files {
+    //! The published schemas in `schemas/tools/` are generated from the code; this
+    //! test fails when they drift. Regenerate with `VAULTLINE_BLESS=1 cargo test --lib schema_files`.
+
+    use super::*;
+
+    #[test]
+    fn schemas_dir_matches_the_code() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/tools");
+        let reg = Registry::new(&ToolsConfig::default());
+        let bless = std::env::var_os("VAULTLINE_BLESS").is_some();
+        let mut expected_files = Vec::new();
+        for l in reg.list() {
+            let doc = json!({
+                "name": l.name,
+                "description": l.description,
+                "annotations": {"readOnlyHint": l.read_only, "destructiveHint": l.destructive, "idempotentHint": l.idempotent},
+                "inputSchema": l.input_schema,
+                "outputSchema": l.output_schema,
+            });
+            let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+            let path = dir.join(format!("{}.json", l.name));
+            expected_files.push(format!("{}.json", l.name));
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            } else {
+                let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    on_disk == text,
+                    "{} is out of date with the code; run VAULTLINE_BLESS=1 cargo test --lib schema_files",
+                    path.display()
+                );
+            }
+        }
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        on_disk.sort();
+        expected_files.sort();
+        assert_eq!(on_disk, expected_files, "schemas/tools holds exactly the listed tools");
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this and nothing else):
+# format, lints, the cargo tests (unit + end-to-end over stdio and HTTP), the
+# official MCP conformance suite, and the official TypeScript and Python clients.
+# Installs what it needs (Node 22 and npm packages, a Python venv) under .tools-cache/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+stages=0
+stage() { echo; echo "=== $* ==="; }
+
+stage "cargo fmt --check"
+cargo fmt --all --check
+stages=$((stages + 1))
+
+stage "cargo clippy (all targets, warnings denied)"
+cargo clippy --workspace --all-targets -- -D warnings
+stages=$((stages + 1))
+
+stage "cargo test"
+cargo test --workspace
+stages=$((stages + 1))
+
+stage "MCP conformance suite (active and pending)"
+cargo build --bin vaultline
+bash tools/conformance/run.sh target/debug/vaultline
+stages=$((stages + 1))
+
+stage "official TypeScript and Python SDK clients"
+bash tools/clients/run.sh target/debug/vaultline
+stages=$((stages + 1))
+
+echo
+echo "suite: ${stages} passed, 0 failed"
