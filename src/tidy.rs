@@ -4,11 +4,15 @@
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "target" || n == "node_modules") {
+            if p.file_name()
+                .is_some_and(|n| n == "target" || n == "node_modules")
+            {
                 continue;
             }
             rust_files(&p, out);
@@ -40,7 +44,10 @@ fn every_source_file_opens_with_a_module_doc() {
     for dir in ["src", "tests", "tools"] {
         for (path, text) in files_under(dir) {
             let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            assert!(first.starts_with("//!"), "{path} must open with a //! paragraph");
+            assert!(
+                first.starts_with("//!"),
+                "{path} must open with a //! paragraph"
+            );
         }
     }
 }
@@ -51,7 +58,10 @@ fn only_the_store_imports_rusqlite() {
         if path.starts_with("src/store/") || path == "src/tidy.rs" {
             continue;
         }
-        assert!(!text.contains("rusqlite::"), "{path} uses rusqlite; only src/store/ may");
+        assert!(
+            !text.contains("rusqlite::"),
+            "{path} uses rusqlite; only src/store/ may"
+        );
     }
 }
 
@@ -61,7 +71,10 @@ fn only_the_transport_knows_rmcp() {
         if path.starts_with("src/transport/") || path == "src/tidy.rs" {
             continue;
         }
-        assert!(!text.contains("rmcp::"), "{path} uses rmcp; only src/transport/ may");
+        assert!(
+            !text.contains("rmcp::"),
+            "{path} uses rmcp; only src/transport/ may"
+        );
     }
 }
 
@@ -70,7 +83,10 @@ fn tools_and_domain_hold_no_sql() {
     for dir in ["src/tools", "src/workflows", "src/tasks", "src/checkpoints"] {
         for (path, text) in files_under(dir) {
             for sql in ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM"] {
-                assert!(!text.contains(sql), "{path} contains SQL ({sql:?}); SQL lives in src/store/");
+                assert!(
+                    !text.contains(sql),
+                    "{path} contains SQL ({sql:?}); SQL lives in src/store/"
+                );
             }
         }
     }

@@ -494,3 +494,26 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// Ids of the org's workflows starting with `prefix`, newest first (for completions).
+    pub async fn workflow_ids_with_prefix(
+        &self,
+        org: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let (o, p) = (org.to_string(), prefix.to_uppercase());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM workflows WHERE org_id = ?1 AND id >= ?2 AND id < ?2 || '~'
+                 ORDER BY created_at DESC, id DESC LIMIT ?3",
+            )?;
+            let rows = st
+                .query_map(params![o, p, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}

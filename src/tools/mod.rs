@@ -561,10 +561,17 @@ mod schema_files {
             }
         }
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         on_disk.sort();
         expected_files.sort();
-        assert_eq!(on_disk, expected_files, "schemas/tools holds exactly the listed tools");
+        assert_eq!(
+            on_disk, expected_files,
+            "schemas/tools holds exactly the listed tools"
+        );
     }
 }

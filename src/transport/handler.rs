@@ -15,7 +15,7 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 
-use super::errors;
+use super::{errors, surface};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::tools::{self, CallCtx};
@@ -31,6 +31,7 @@ pub const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
 /// Per-session state (one handler instance serves one session).
 #[derive(Default)]
 pub struct SessionState {
+    pub subscriptions: Arc<super::surface::Subscriptions>,
     /// The level the client asked for with `logging/setLevel` (lowercase name).
     pub log_level: Mutex<Option<String>>,
 }
@@ -104,6 +105,9 @@ impl ServerHandler for Handler {
         // logging is deprecated by SEP-2577 but still part of the versions we serve
         let caps = ServerCapabilities::builder()
             .enable_logging()
+            .enable_completions()
+            .enable_resources()
+            .enable_resources_subscribe()
             .enable_tools()
             .build();
         ServerConfig::new(caps)
@@ -224,6 +228,65 @@ impl ServerHandler for Handler {
     }
 
     async fn on_initialized(&self, _ctx: NotificationContext<RoleServer>) {}
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let p = self.require_principal(&ctx)?;
+        surface::list(&self.app, &p).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(surface::templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let p = self.require_principal(&ctx)?;
+        Ok(surface::read(&self.app, &p, &request.uri).await?.into())
+    }
+
+    // resources/subscribe is legacy-only in rmcp's eyes; it is current in the versions we serve.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let p = self.require_principal(&ctx)?;
+        self.session
+            .subscriptions
+            .subscribe(&self.app, &p, &request.uri, ctx.peer.clone())
+            .await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.session.subscriptions.unsubscribe(&request.uri);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let p = self.require_principal(&ctx)?;
+        surface::complete(&self.app, &p, &request).await
+    }
 }
 
 /// Turns a JSON object value into the map rmcp wants.

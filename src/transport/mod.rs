@@ -10,3 +10,4 @@ pub mod fixtures;
 pub mod handler;
 pub mod http;
 pub mod stdio;
+pub mod surface;

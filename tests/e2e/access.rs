@@ -372,10 +372,16 @@ async fn sigterm_shuts_down_gracefully() {
 #[test]
 fn cli_refuses_unknown_orgs_roles_and_bad_slugs_clearly() {
     let env = Env::new();
-    let (ok, out, err) = cli_raw(&env.db(), &["keys", "create", "--org", "nope", "--role", "viewer"]);
+    let (ok, out, err) = cli_raw(
+        &env.db(),
+        &["keys", "create", "--org", "nope", "--role", "viewer"],
+    );
     assert!(!ok && out.is_empty(), "no key printed");
     assert!(err.contains("vaultline orgs create nope"), "{err}");
-    let (ok, _, err) = cli_raw(&env.db(), &["keys", "create", "--org", "nope", "--role", "root"]);
+    let (ok, _, err) = cli_raw(
+        &env.db(),
+        &["keys", "create", "--org", "nope", "--role", "root"],
+    );
     assert!(!ok && err.contains("unknown role"), "{err}");
     let (ok, _, err) = cli_raw(&env.db(), &["orgs", "create", "Bad Org"]);
     assert!(!ok && err.contains("not a valid org id"), "{err}");
@@ -390,6 +396,12 @@ fn cli_refuses_unknown_orgs_roles_and_bad_slugs_clearly() {
     let mut stored = std::fs::read(env.db()).unwrap();
     stored.extend(std::fs::read(env.db().with_extension("db-wal")).unwrap_or_default());
     let stored = String::from_utf8_lossy(&stored);
-    assert!(stored.contains(prefix), "the public prefix is stored (so this check reads the right files)");
-    assert!(!stored.contains(secret_part), "the database holds only a digest");
+    assert!(
+        stored.contains(prefix),
+        "the public prefix is stored (so this check reads the right files)"
+    );
+    assert!(
+        !stored.contains(secret_part),
+        "the database holds only a digest"
+    );
 }

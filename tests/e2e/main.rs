@@ -4,4 +4,5 @@
 mod access;
 mod bad_input;
 mod common;
+mod mcp_surface;
 mod surface;
