@@ -30,16 +30,13 @@ async fn exercise(
     c: &RunningService<RoleClient, Watcher>,
     rx: &mut mpsc::UnboundedReceiver<String>,
 ) {
-    let call = |args: serde_json::Value| {
-        let c = c.clone();
-        async move {
-            let r = c
-                .call_tool(CallToolRequestParams::new("workflow").with_arguments(obj(args)))
-                .await
-                .unwrap();
-            assert_ne!(r.is_error, Some(true), "{:?}", r.content);
-            r.structured_content.unwrap()
-        }
+    let call = |args: serde_json::Value| async move {
+        let r = c
+            .call_tool(CallToolRequestParams::new("workflow").with_arguments(obj(args)))
+            .await
+            .unwrap();
+        assert_ne!(r.is_error, Some(true), "{:?}", r.content);
+        r.structured_content.unwrap()
     };
     let w = call(
         json!({"action": "create", "task_type": "fix", "complexity": "simple", "title": "res"}),
