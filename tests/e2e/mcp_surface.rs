@@ -72,18 +72,19 @@ async fn exercise(
         .to_string();
     assert!(missing.contains("not found"), "{missing}");
 
-    c.subscribe(SubscribeRequestParams::new(uri.clone()))
-        .await
-        .unwrap();
+    // resources/subscribe is current in the protocol versions vaultline serves.
+    #[allow(deprecated)]
+    let subscribed = c.subscribe(SubscribeRequestParams::new(uri.clone()));
+    subscribed.await.unwrap();
     call(json!({"action": "stage", "workflow_id": id, "stage_name": "impl"})).await;
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("notified")
         .unwrap();
     assert_eq!(got, uri);
-    c.unsubscribe(UnsubscribeRequestParams::new(uri.clone()))
-        .await
-        .unwrap();
+    #[allow(deprecated)]
+    let unsubscribed = c.unsubscribe(UnsubscribeRequestParams::new(uri.clone()));
+    unsubscribed.await.unwrap();
     call(json!({"action": "close", "workflow_id": id})).await;
     assert!(
         tokio::time::timeout(Duration::from_millis(500), rx.recv())
