@@ -3,7 +3,7 @@
 //! change feed that drives resource subscriptions.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
@@ -38,6 +38,8 @@ pub struct App {
     pub started: Instant,
     /// Live MCP sessions, kept current by the HTTP transport.
     pub sessions: AtomicUsize,
+    /// Did the last store probe answer? Kept current by `spawn_probe`.
+    pub store_ok: AtomicBool,
 }
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,12 +80,35 @@ impl App {
             changes,
             started: Instant::now(),
             sessions: AtomicUsize::new(0),
+            store_ok: AtomicBool::new(true),
         }))
     }
 
     pub fn publish(&self, change: Change) {
         // No receiver means no subscriber: nothing to do.
         let _ = self.changes.send(change);
+    }
+
+    /// Probes the store every few seconds so `health status` can report it
+    /// without touching the disk on the request path.
+    pub fn spawn_probe(self: &Arc<Self>, ct: tokio_util::sync::CancellationToken) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = ct.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let ok = tokio::time::timeout(Duration::from_secs(2), app.store.ping())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if !ok {
+                    tracing::warn!("store probe failed");
+                }
+                app.store_ok.store(ok, Ordering::Relaxed);
+            }
+        });
     }
 
     pub fn session_count(&self) -> usize {

@@ -213,6 +213,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
         return crate::transport::fixtures::serve_fixtures(addr, ct).await;
     }
     let app = App::new(cfg)?;
+    app.spawn_probe(ct.clone());
     let result = if args.stdio {
         let org = app.config.stdio.org.clone();
         app.store.ensure_org(&org, &app.clock.now_text()).await?;

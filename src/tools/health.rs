@@ -112,7 +112,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
             )
         }
         _ => {
-            let store_ok = m.current == m.latest;
+            let store_ok = m.current == m.latest && app.store_ok.load(std::sync::atomic::Ordering::Relaxed);
             let uptime = app.started.elapsed().as_secs();
             let sessions = app.session_count() as u64;
             let status = if store_ok { "ok" } else { "degraded" };
