@@ -405,3 +405,44 @@ fn cli_refuses_unknown_orgs_roles_and_bad_slugs_clearly() {
         "the database holds only a digest"
     );
 }
+
+#[tokio::test]
+async fn stateless_mode_answers_plain_json_without_sessions() {
+    let env = Env::new();
+    env.org("acme");
+    let key = env.key("acme", "operator");
+    let srv = Server::start(&env, &[], &["--stateless"]);
+    let raw = Raw::new(&srv.url);
+    let init = raw.post(Some(&key), None, &[], INIT).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    assert!(
+        init.headers.get("mcp-session-id").is_none(),
+        "no session in stateless mode"
+    );
+    let ct = init
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(ct.starts_with("application/json"), "plain JSON reply: {ct}");
+    let body = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"workflow",
+        "arguments":{"action":"create","task_type":"docs","complexity":"trivial"}}});
+    let r = raw
+        .post(
+            Some(&key),
+            None,
+            &[("mcp-protocol-version", "2025-11-25")],
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        v["result"]["structuredContent"]["workflow"]["status"], "open",
+        "{v}"
+    );
+    let r = raw.post(None, None, &[], body.to_string()).await;
+    assert_eq!(r.status, 401, "keys still required");
+}
