@@ -11,6 +11,7 @@ use crate::app::VERSION;
 use crate::error::Result;
 
 pub static SPEC: ToolSpec = ToolSpec {
+    action_field: true,
     name: "health",
     description: "Server health. status: store, migrations, uptime, version, sessions. canary: write, read back and delete a row to prove memory works (reports failure instead of throwing).",
     actions: &ACTIONS,
@@ -112,7 +113,8 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
             )
         }
         _ => {
-            let store_ok = m.current == m.latest && app.store_ok.load(std::sync::atomic::Ordering::Relaxed);
+            let store_ok =
+                m.current == m.latest && app.store_ok.load(std::sync::atomic::Ordering::Relaxed);
             let uptime = app.started.elapsed().as_secs();
             let sessions = app.session_count() as u64;
             let status = if store_ok { "ok" } else { "degraded" };

@@ -69,6 +69,9 @@ pub enum ToolId {
 /// What a tool declares about itself.
 pub struct ToolSpec {
     pub name: &'static str,
+    /// Tools without an `action` field (vault-mcp's old single-purpose tools) have
+    /// exactly one action and this set to false.
+    pub action_field: bool,
     pub description: &'static str,
     pub actions: &'static [ActionSpec],
     /// Schema of the fields (the registry adds `action`).
@@ -314,10 +317,12 @@ fn input_schema(spec: &ToolSpec, actions: &[&ActionSpec]) -> Map<String, Value> 
         _ => Map::new(),
     };
     let mut props = Map::new();
-    props.insert(
-        "action".into(),
-        json!({"type": "string", "enum": names, "description": doc}),
-    );
+    if spec.action_field {
+        props.insert(
+            "action".into(),
+            json!({"type": "string", "enum": names, "description": doc}),
+        );
+    }
     if let Some(Value::Object(p)) = fields.remove("properties") {
         for (k, v) in p {
             if k != "action" {
@@ -328,7 +333,15 @@ fn input_schema(spec: &ToolSpec, actions: &[&ActionSpec]) -> Map<String, Value> 
     let mut out = Map::new();
     out.insert("type".into(), "object".into());
     out.insert("properties".into(), Value::Object(props));
-    out.insert("required".into(), json!(["action"]));
+    let mut required: Vec<Value> = if spec.action_field {
+        vec!["action".into()]
+    } else {
+        Vec::new()
+    };
+    if let Some(Value::Array(r)) = fields.remove("required") {
+        required.extend(r.into_iter().filter(|v| v != "action"));
+    }
+    out.insert("required".into(), Value::Array(required));
     out.insert("additionalProperties".into(), false.into());
     out
 }

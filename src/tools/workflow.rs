@@ -19,6 +19,7 @@ use crate::workflows::{
 };
 
 pub static SPEC: ToolSpec = ToolSpec {
+    action_field: true,
     name: "workflow",
     description: "The record of a piece of work: create it with its classification, write its spec and stages (model, output, tokens, cost, latency), close or cancel it; get, list, query (summary|state|stats|consensus|chooser|stage_read) and graph (compact Mermaid).",
     actions: &ACTIONS,
