@@ -7,6 +7,7 @@
 //! parameters, make domain and store calls, and shape a result; they contain no SQL
 //! and know nothing of rmcp (progress and cancellation reach them as plain values).
 
+pub mod compat;
 pub mod health;
 pub mod workflow;
 
@@ -64,6 +65,8 @@ pub const fn write(name: &'static str, aliases: &'static [&'static str]) -> Acti
 pub enum ToolId {
     Workflow,
     Health,
+    /// vault-mcp's old tool names, mapped onto the new tools.
+    Compat(compat::Old),
 }
 
 /// What a tool declares about itself.
@@ -167,6 +170,11 @@ impl Registry {
                 entries.extend(Entry::build(id, spec, cfg.read_only));
             }
         }
+        if cfg.toolsets.iter().any(|t| t == "compat") {
+            for (old, spec) in &compat::SPECS {
+                entries.extend(Entry::build(ToolId::Compat(*old), spec, cfg.read_only));
+            }
+        }
         Registry {
             entries,
             read_only: cfg.read_only,
@@ -198,16 +206,20 @@ impl Registry {
         if let Some(err) = entry.validator.iter_errors(&args).next() {
             return Err(Err(schema_error(&err)));
         }
-        let action_name = args
-            .get("action")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let action = *entry.actions.get(action_name).ok_or_else(|| {
-            Err(Error::invalid(
-                "action",
-                format!("unknown action {action_name:?}"),
-            ))
-        })?;
+        let action = if entry.spec.action_field {
+            let action_name = args
+                .get("action")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            *entry.actions.get(action_name).ok_or_else(|| {
+                Err(Error::invalid(
+                    "action",
+                    format!("unknown action {action_name:?}"),
+                ))
+            })?
+        } else {
+            &entry.spec.actions[0]
+        };
         let what = format!("{} {}", entry.spec.name, action.name);
         if action.writes && self.read_only {
             return Err(Err(Error::ReadOnly(what)));
@@ -424,6 +436,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
     match r.id {
         ToolId::Workflow => workflow::call(ctx, action, r.args).await,
         ToolId::Health => health::call(ctx, action, r.args).await,
+        ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }
 

@@ -42,7 +42,7 @@ static ACTIONS: [ActionSpec; 9] = [
 ];
 
 /// What `query` answers.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Query {
     Summary,

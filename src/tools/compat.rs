@@ -1,0 +1,123 @@
+//! vault-mcp's old tool names, listed only with the `compat` toolset (off by
+//! default), so agent instructions written for vault-mcp keep working. Each old
+//! tool translates its arguments and calls the new tool's handler; none has
+//! behaviour of its own.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{CallCtx, ToolOutput, ToolSpec, parse, read, schema_of, workflow};
+use crate::error::Result;
+use crate::workflows::{Complexity, TaskType};
+
+/// The old tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Old {
+    WorkflowQuery,
+}
+
+pub static SPECS: [(Old, &ToolSpec); 1] = [(Old::WorkflowQuery, &WORKFLOW_QUERY)];
+
+static WORKFLOW_QUERY: ToolSpec = ToolSpec {
+    name: "workflow_query",
+    action_field: false,
+    description: "vault-mcp compatibility: the same as `workflow` with action `query` (task_id is the workflow id).",
+    actions: &[read("query", &[])],
+    input: schema_of::<WorkflowQuery>,
+    output: schema_of::<workflow::Output>,
+    destructive: false,
+    idempotent: true,
+};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowQuery {
+    query: workflow::Query,
+    /// The workflow id (vault-mcp called workflows tasks).
+    task_id: Option<String>,
+    stage_name: Option<String>,
+    task_type: Option<TaskType>,
+    complexity: Option<Complexity>,
+    language: Option<String>,
+    stack: Option<String>,
+    context_tokens: Option<u64>,
+    field: Option<String>,
+}
+
+pub async fn call(ctx: &CallCtx, old: Old, args: Value) -> Result<ToolOutput> {
+    match old {
+        Old::WorkflowQuery => {
+            let p: WorkflowQuery = parse(args)?;
+            // `stack` was accepted by vault-mcp's chooser but never changed its answer.
+            let _ = p.stack;
+            let mut new = json!({"action": "query", "query": p.query});
+            let fields = [
+                ("workflow_id", p.task_id.map(Value::from)),
+                ("stage_name", p.stage_name.map(Value::from)),
+                ("task_type", p.task_type.map(|t| Value::from(t.as_str()))),
+                ("complexity", p.complexity.map(|c| Value::from(c.as_str()))),
+                ("language", p.language.map(Value::from)),
+                ("context_tokens", p.context_tokens.map(Value::from)),
+                ("field", p.field.map(Value::from)),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = v {
+                    new[k] = v;
+                }
+            }
+            workflow::call(ctx, "query", new).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::auth::{Principal, Role};
+    use crate::config::{Config, ToolsConfig};
+    use crate::tools::call_as;
+
+    #[tokio::test]
+    async fn workflow_query_maps_onto_workflow_query() {
+        let dir = crate::tools::tempfile_dir::TempDir::new();
+        let app = crate::app::App::new(Config {
+            db_path: dir.path().join("t.db"),
+            tools: ToolsConfig {
+                toolsets: vec!["all".into(), "compat".into()],
+                read_only: false,
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        app.store
+            .ensure_org("a", "2026-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let op = Principal::local("a", Role::Operator);
+        let w = call_as(
+            &app,
+            &op,
+            "workflow",
+            json!({"action": "init", "task_type": "fix", "complexity": "simple"}),
+        )
+        .await
+        .unwrap();
+        let id = w.structured["workflow"]["id"].as_str().unwrap().to_string();
+        let old = call_as(
+            &app,
+            &op,
+            "workflow_query",
+            json!({"query": "state", "task_id": id}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(old.structured["result"]["workflow"]["id"], id.as_str());
+        let err = call_as(&app, &op, "workflow_query", json!({"task_id": id}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("query"), "{err}");
+        assert!(app.registry.list().any(|l| l.name == "workflow_query"));
+    }
+}
