@@ -7,6 +7,7 @@
 //! parameters, make domain and store calls, and shape a result; they contain no SQL
 //! and know nothing of rmcp (progress and cancellation reach them as plain values).
 
+pub mod checkpoint;
 pub mod health;
 
 use std::collections::HashMap;
@@ -62,6 +63,7 @@ pub const fn write(name: &'static str, aliases: &'static [&'static str]) -> Acti
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolId {
     Health,
+    Checkpoint,
 }
 
 /// What a tool declares about itself.
@@ -153,7 +155,10 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 1] = [(ToolId::Health, &health::SPEC)];
+        let core: [(ToolId, &'static ToolSpec); 2] = [
+            (ToolId::Health, &health::SPEC),
+            (ToolId::Checkpoint, &checkpoint::SPEC),
+        ];
         for (id, spec) in core {
             if wanted(spec.name) {
                 entries.extend(Entry::build(id, spec, cfg.read_only));
@@ -405,6 +410,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
     let action = r.action.name;
     match r.id {
         ToolId::Health => health::call(ctx, action, r.args).await,
+        ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
     }
 }
 
