@@ -7,6 +7,7 @@
 //! parameters, make domain and store calls, and shape a result; they contain no SQL
 //! and know nothing of rmcp (progress and cancellation reach them as plain values).
 
+pub mod checkpoint;
 pub mod compat;
 pub mod health;
 pub mod workflow;
@@ -65,6 +66,7 @@ pub const fn write(name: &'static str, aliases: &'static [&'static str]) -> Acti
 pub enum ToolId {
     Workflow,
     Health,
+    Checkpoint,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
 }
@@ -161,8 +163,9 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 2] = [
+        let core: [(ToolId, &'static ToolSpec); 3] = [
             (ToolId::Workflow, &workflow::SPEC),
+            (ToolId::Checkpoint, &checkpoint::SPEC),
             (ToolId::Health, &health::SPEC),
         ];
         for (id, spec) in core {
@@ -436,6 +439,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
     match r.id {
         ToolId::Workflow => workflow::call(ctx, action, r.args).await,
         ToolId::Health => health::call(ctx, action, r.args).await,
+        ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }
