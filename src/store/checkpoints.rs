@@ -525,3 +525,50 @@ mod tests {
         );
     }
 }
+
+impl Store {
+    /// Ids of the org's checkpoints starting with `prefix`, newest first (for completions).
+    pub async fn checkpoint_ids_with_prefix(
+        &self,
+        org: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let (o, p) = (org.to_string(), prefix.to_uppercase());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM checkpoints WHERE org_id = ?1 AND id >= ?2 AND id < ?2 || '~'
+                 ORDER BY last_saved_at DESC, id DESC LIMIT ?3",
+            )?;
+            let rows = st
+                .query_map(rusqlite::params![o, p, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Distinct agent or project names used in the org's checkpoints, starting with
+    /// `prefix` (for completions of the `resume` prompt).
+    pub async fn checkpoint_scopes(
+        &self,
+        org: &str,
+        projects: bool,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let (o, p) = (org.to_string(), prefix.to_string());
+        let col = if projects { "project" } else { "agent" };
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT DISTINCT {col} FROM checkpoints WHERE org_id = ?1 AND {col} IS NOT NULL
+                   AND substr({col}, 1, length(?2)) = ?2 ORDER BY {col} LIMIT ?3"
+            ))?;
+            let rows = st
+                .query_map(rusqlite::params![o, p, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}

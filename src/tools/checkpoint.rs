@@ -631,21 +631,8 @@ async fn search(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
 }
 
 async fn handoff(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
-    let (agent, project) = (key(&p.agent), key(&p.project));
-    let store = &ctx.app.store;
-    let org = &ctx.principal.org;
-    let (latest, tasks, decisions) = tokio::try_join!(
-        store.latest_checkpoint(org, agent, project),
-        store.open_tasks(org, project, HANDOFF_TASKS),
-        store.recent_decisions(org, agent, project, HANDOFF_DECISIONS),
-    )?;
-    let doc = checkpoints::handoff(
-        &ctx.app.clock.now_text(),
-        Scope { agent, project },
-        latest.as_ref(),
-        &tasks,
-        &decisions,
-    );
+    let doc =
+        handoff_document(&ctx.app, &ctx.principal.org, key(&p.agent), key(&p.project)).await?;
     ToolOutput::new(
         Output {
             handoff: Some(doc.clone()),
@@ -653,6 +640,29 @@ async fn handoff(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
         },
         doc,
     )
+}
+
+/// The Recovery Checkpoint document for an org, optionally narrowed to an agent
+/// and/or project. Also behind the `resume` prompt.
+pub async fn handoff_document(
+    app: &crate::app::App,
+    org: &str,
+    agent: Option<&str>,
+    project: Option<&str>,
+) -> Result<String> {
+    let store = &app.store;
+    let (latest, tasks, decisions) = tokio::try_join!(
+        store.latest_checkpoint(org, agent, project),
+        store.open_tasks(org, project, HANDOFF_TASKS),
+        store.recent_decisions(org, agent, project, HANDOFF_DECISIONS),
+    )?;
+    Ok(checkpoints::handoff(
+        &app.clock.now_text(),
+        Scope { agent, project },
+        latest.as_ref(),
+        &tasks,
+        &decisions,
+    ))
 }
 
 #[cfg(test)]

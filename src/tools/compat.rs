@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CallCtx, ToolOutput, ToolSpec, parse, read, schema_of, workflow};
+use super::{CallCtx, ToolOutput, ToolSpec, checkpoint, parse, read, schema_of, workflow, write};
 use crate::error::Result;
 use crate::workflows::{Complexity, TaskType};
 
@@ -15,9 +15,77 @@ use crate::workflows::{Complexity, TaskType};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Old {
     WorkflowQuery,
+    Search,
+    SessionStart,
+    SessionEnd,
 }
 
-pub static SPECS: [(Old, &ToolSpec); 1] = [(Old::WorkflowQuery, &WORKFLOW_QUERY)];
+pub static SPECS: [(Old, &ToolSpec); 4] = [
+    (Old::WorkflowQuery, &WORKFLOW_QUERY),
+    (Old::Search, &SEARCH),
+    (Old::SessionStart, &SESSION_START),
+    (Old::SessionEnd, &SESSION_END),
+];
+
+static SEARCH: ToolSpec = ToolSpec {
+    name: "search",
+    action_field: false,
+    description: "vault-mcp compatibility: the same as `checkpoint` with action `search` (session = YYYY-MM-DD).",
+    actions: &[read("search", &[])],
+    input: schema_of::<Search>,
+    output: schema_of::<checkpoint::Output>,
+    destructive: false,
+    idempotent: true,
+};
+
+static SESSION_START: ToolSpec = ToolSpec {
+    name: "session_start",
+    action_field: false,
+    description: "vault-mcp compatibility: the same as `checkpoint` with action `handoff`.",
+    actions: &[read("handoff", &[])],
+    input: schema_of::<SessionStart>,
+    output: schema_of::<checkpoint::Output>,
+    destructive: false,
+    idempotent: true,
+};
+
+static SESSION_END: ToolSpec = ToolSpec {
+    name: "session_end",
+    action_field: false,
+    description: "vault-mcp compatibility: the same as `checkpoint` with action `save`.",
+    actions: &[write("save", &[])],
+    input: schema_of::<SessionEnd>,
+    output: schema_of::<checkpoint::Output>,
+    destructive: false,
+    idempotent: true,
+};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    query: String,
+    /// YYYY-MM-DD
+    session: Option<String>,
+    #[schemars(range(min = 1, max = 100))]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStart {
+    project: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEnd {
+    objective: String,
+    recent_actions: Vec<String>,
+    blockers: Option<Vec<String>>,
+    /// Accepted for compatibility; transcripts are stored with `checkpoint ingest`.
+    capture_transcript: Option<bool>,
+    project: Option<String>,
+}
 
 static WORKFLOW_QUERY: ToolSpec = ToolSpec {
     name: "workflow_query",
@@ -67,6 +135,37 @@ pub async fn call(ctx: &CallCtx, old: Old, args: Value) -> Result<ToolOutput> {
                 }
             }
             workflow::call(ctx, "query", new).await
+        }
+        Old::Search => {
+            let p: Search = parse(args)?;
+            let mut new = json!({"action": "search", "query": p.query});
+            if let Some(s) = p.session {
+                new["session_date"] = s.into();
+            }
+            if let Some(l) = p.limit {
+                new["limit"] = l.into();
+            }
+            checkpoint::call(ctx, "search", new).await
+        }
+        Old::SessionStart => {
+            let p: SessionStart = parse(args)?;
+            let mut new = json!({"action": "handoff"});
+            if let Some(project) = p.project {
+                new["project"] = project.into();
+            }
+            checkpoint::call(ctx, "handoff", new).await
+        }
+        Old::SessionEnd => {
+            let p: SessionEnd = parse(args)?;
+            let _ = p.capture_transcript;
+            let mut new = json!({"action": "save", "objective": p.objective, "recent_actions": p.recent_actions});
+            if let Some(b) = p.blockers {
+                new["blockers"] = b.into();
+            }
+            if let Some(project) = p.project {
+                new["project"] = project.into();
+            }
+            checkpoint::call(ctx, "save", new).await
         }
     }
 }
@@ -119,5 +218,52 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("query"), "{err}");
         assert!(app.registry.list().any(|l| l.name == "workflow_query"));
+        let saved = call_as(
+            &app,
+            &op,
+            "session_end",
+            json!({"objective": "ship", "recent_actions": ["merged"], "project": "vl"}),
+        )
+        .await
+        .unwrap();
+        assert!(
+            saved.structured["checkpoint"]["id"].is_string(),
+            "{}",
+            saved.structured
+        );
+        let start = call_as(&app, &op, "session_start", json!({"project": "vl"}))
+            .await
+            .unwrap();
+        assert!(
+            start.text.contains("# Recovery Checkpoint") && start.text.contains("ship"),
+            "{}",
+            start.text
+        );
+        call_as(
+            &app,
+            &op,
+            "checkpoint",
+            json!({"action": "decide", "decision": "use sqlite", "rationale": "one file"}),
+        )
+        .await
+        .unwrap();
+        let found = call_as(&app, &op, "search", json!({"query": "sqlite"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            found.structured["results"][0]["kind"], "decision",
+            "{}",
+            found.structured
+        );
+        let viewer = Principal::local("a", Role::Viewer);
+        let err = call_as(
+            &app,
+            &viewer,
+            "session_end",
+            json!({"objective": "x", "recent_actions": []}),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("needs role operator"), "{err}");
     }
 }

@@ -106,6 +106,7 @@ impl ServerHandler for Handler {
         let caps = ServerCapabilities::builder()
             .enable_logging()
             .enable_completions()
+            .enable_prompts()
             .enable_resources()
             .enable_resources_subscribe()
             .enable_tools()
@@ -277,6 +278,23 @@ impl ServerHandler for Handler {
     ) -> Result<(), ErrorData> {
         self.session.subscriptions.unsubscribe(&request.uri);
         Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(surface::prompts())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let p = self.require_principal(&ctx)?;
+        Ok(surface::get_prompt(&self.app, &p, &request).await?.into())
     }
 
     async fn complete(

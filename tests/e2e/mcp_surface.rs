@@ -122,6 +122,7 @@ async fn resources_subscriptions_and_completions_over_http() {
     );
     let c = Watcher { tx }.serve(t).await.unwrap();
     exercise(&c, &mut rx).await;
+    exercise_checkpoints(&c, &mut rx).await;
     c.cancel().await.ok();
 }
 
@@ -139,5 +140,100 @@ async fn resources_subscriptions_and_completions_over_stdio() {
         .await
         .unwrap();
     exercise(&c, &mut rx).await;
+    exercise_checkpoints(&c, &mut rx).await;
     c.cancel().await.ok();
+}
+
+/// Checkpoints: resources, the `latest` alias, its subscription, the resume prompt
+/// and completions of its arguments.
+async fn exercise_checkpoints(
+    c: &RunningService<RoleClient, Watcher>,
+    rx: &mut mpsc::UnboundedReceiver<String>,
+) {
+    let save =
+        |objective: &'static str| async move {
+            let r = c
+            .call_tool(CallToolRequestParams::new("checkpoint").with_arguments(obj(json!({
+                "action": "save", "agent": "surface", "project": "vl", "objective": objective
+            }))))
+            .await
+            .unwrap();
+            assert_ne!(r.is_error, Some(true), "{:?}", r.content);
+            r.structured_content.unwrap()["checkpoint"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+    let missing = c
+        .read_resource(ReadResourceRequestParams::new(
+            "vaultline://checkpoint/latest",
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("no checkpoint"), "{missing}");
+    let cp = save("first objective").await;
+    #[allow(deprecated)]
+    let subscribed = c.subscribe(SubscribeRequestParams::new("vaultline://checkpoint/latest"));
+    subscribed.await.unwrap();
+    let latest = c
+        .read_resource(ReadResourceRequestParams::new(
+            "vaultline://checkpoint/latest",
+        ))
+        .await
+        .unwrap();
+    match &latest.contents[0] {
+        ResourceContents::TextResourceContents {
+            text, mime_type, ..
+        } => {
+            assert!(text.contains("first objective"), "{text}");
+            assert_eq!(mime_type.as_deref(), Some("text/markdown"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let cp2 = save("second objective").await;
+    assert_ne!(cp, cp2);
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("notified")
+        .unwrap();
+    assert_eq!(got, "vaultline://checkpoint/latest");
+    let listed = c.list_all_resources().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.uri == format!("vaultline://checkpoint/{cp2}"))
+    );
+    let prompts = c.list_all_prompts().await.unwrap();
+    assert!(prompts.iter().any(|p| p.name == "resume"), "{prompts:?}");
+    let mut args = serde_json::Map::new();
+    args.insert("project".into(), json!("vl"));
+    let resume = c
+        .get_prompt(GetPromptRequestParams::new("resume").with_arguments(args))
+        .await
+        .unwrap();
+    let body = match &resume.messages[0].content {
+        ContentBlock::Text(t) => t.text.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        body.contains("# Recovery Checkpoint") && body.contains("second objective"),
+        "{body}"
+    );
+    let agents = c
+        .complete(CompleteRequestParams::new(
+            Reference::for_prompt("resume"),
+            ArgumentInfo::new("agent", "surf"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(agents.completion.values, vec!["surface".to_string()]);
+    let ids = c
+        .complete(CompleteRequestParams::new(
+            Reference::for_resource("vaultline://checkpoint/{id}"),
+            ArgumentInfo::new("id", "lat"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids.completion.values, vec!["latest".to_string()]);
 }

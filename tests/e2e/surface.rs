@@ -38,6 +38,65 @@ async fn round_trip(c: &Client) {
         let out = ok(c, "workflow", args).await;
         schemas.check("workflow", &out);
     }
+    let first = ok(
+        c,
+        "checkpoint",
+        json!({"action": "save", "agent": "e2e", "project": "vl",
+        "objective": "ship the core", "blockers": ["none"], "recent_actions": ["wrote tests"]}),
+    )
+    .await;
+    schemas.check("checkpoint", &first);
+    let again = ok(
+        c,
+        "checkpoint",
+        json!({"action": "save", "agent": "e2e", "project": "vl",
+        "objective": "ship the core", "blockers": ["none"], "recent_actions": ["wrote tests"]}),
+    )
+    .await;
+    assert_eq!(
+        first["checkpoint"]["id"], again["checkpoint"]["id"],
+        "same content, same checkpoint"
+    );
+    assert_eq!(again["created"], false);
+    ok(
+        c,
+        "checkpoint",
+        json!({"action": "save", "agent": "e2e", "project": "vl", "objective": "ship the core",
+        "recent_actions": ["wrote tests", "fixed clippy"]}),
+    )
+    .await;
+    for args in [
+        json!({"action": "latest", "agent": "e2e"}),
+        json!({"action": "get", "checkpoint_id": first["checkpoint"]["id"]}),
+        json!({"action": "list", "project": "vl"}),
+        json!({"action": "diff", "agent": "e2e"}),
+        json!({"action": "decide", "decision": "SQLite in WAL mode", "rationale": "one file, durable on crash", "agent": "e2e", "project": "vl"}),
+        json!({"action": "ingest", "conversation_id": "c1", "title": "chat",
+               "messages": [{"role": "user", "content": "please remember the WAL decision"}]}),
+        json!({"action": "search", "query": "WAL"}),
+        json!({"action": "handoff", "agent": "e2e", "project": "vl"}),
+    ] {
+        let out = ok(c, "checkpoint", args).await;
+        schemas.check("checkpoint", &out);
+    }
+    let found = ok(c, "checkpoint", json!({"action": "search", "query": "WAL"})).await;
+    assert_eq!(found["results"].as_array().unwrap().len(), 2, "{found}");
+    let h = call(
+        c,
+        "checkpoint",
+        json!({"action": "handoff", "agent": "e2e", "project": "vl"}),
+    )
+    .await;
+    let doc = text(&h);
+    for section in [
+        "# Recovery Checkpoint",
+        "## Objective",
+        "ship the core",
+        "## Recent Decisions",
+        "SQLite in WAL mode",
+    ] {
+        assert!(doc.contains(section), "handoff lacks {section:?}:\n{doc}");
+    }
 }
 
 #[tokio::test]
