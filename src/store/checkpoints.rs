@@ -511,21 +511,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fts_query_quotes_every_term() {
-        assert_eq!(fts_query("  "), None);
-        assert_eq!(fts_query("a b"), Some("\"a\" \"b\"".into()));
-        assert_eq!(
-            fts_query("say \"hi\" OR -x* col:y NEAR("),
-            Some("\"say\" \"\"\"hi\"\"\" \"OR\" \"-x*\" \"col:y\" \"NEAR(\"".into())
-        );
-    }
-}
-
 impl Store {
     /// Ids of the org's checkpoints starting with `prefix`, newest first (for completions).
     pub async fn checkpoint_ids_with_prefix(
@@ -570,5 +555,20 @@ impl Store {
             Ok(rows)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_query_quotes_every_term() {
+        assert_eq!(fts_query("  "), None);
+        assert_eq!(fts_query("a b"), Some("\"a\" \"b\"".into()));
+        assert_eq!(
+            fts_query("say \"hi\" OR -x* col:y NEAR("),
+            Some("\"say\" \"\"\"hi\"\"\" \"OR\" \"-x*\" \"col:y\" \"NEAR(\"".into())
+        );
     }
 }
