@@ -21,6 +21,7 @@ pub mod error;
 pub mod metrics;
 pub mod money;
 pub mod store;
+pub mod tasks;
 pub mod tools;
 pub mod transport;
 pub mod workflows;

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod compat;
 pub mod health;
+pub mod task;
 pub mod workflow;
 
 use std::collections::HashMap;
@@ -66,6 +67,7 @@ pub const fn write(name: &'static str, aliases: &'static [&'static str]) -> Acti
 pub enum ToolId {
     Workflow,
     Health,
+    Task,
     Checkpoint,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
@@ -163,8 +165,9 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 3] = [
+        let core: [(ToolId, &'static ToolSpec); 4] = [
             (ToolId::Workflow, &workflow::SPEC),
+            (ToolId::Task, &task::SPEC),
             (ToolId::Checkpoint, &checkpoint::SPEC),
             (ToolId::Health, &health::SPEC),
         ];
@@ -439,6 +442,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
     match r.id {
         ToolId::Workflow => workflow::call(ctx, action, r.args).await,
         ToolId::Health => health::call(ctx, action, r.args).await,
+        ToolId::Task => task::call(ctx, action, r.args).await,
         ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }

@@ -38,6 +38,43 @@ async fn round_trip(c: &Client) {
         let out = ok(c, "workflow", args).await;
         schemas.check("workflow", &out);
     }
+    let w2 = ok(
+        c,
+        "workflow",
+        json!({"action": "create", "task_type": "test", "complexity": "moderate"}),
+    )
+    .await;
+    let w2 = w2["workflow"]["id"].as_str().unwrap().to_string();
+    let t = ok(
+        c,
+        "task",
+        json!({"action": "create", "title": "Write the e2e tests", "workflow_id": w2,
+        "instruction": "Add tests for the ledger", "paths": ["tests/ledger.rs"]}),
+    )
+    .await;
+    schemas.check("task", &t);
+    let tid = t["task"]["id"].as_str().unwrap().to_string();
+    for args in [
+        json!({"action": "get", "task_id": tid}),
+        json!({"action": "classify", "task_id": tid}),
+        json!({"action": "update", "task_id": tid, "status": "in_progress"}),
+        json!({"action": "list", "format": "md"}),
+        json!({"action": "list", "workflow_id": w2}),
+        json!({"action": "classify", "instruction": "Fix typo", "paths": ["README.md"]}),
+        json!({"action": "done", "task_id": tid, "answer": "added 3 tests"}),
+        json!({"action": "retro", "title": "Rotated keys", "occurred_at": "2026-11-20"}),
+    ] {
+        let out = ok(c, "task", args).await;
+        schemas.check("task", &out);
+    }
+    let g = ok(c, "workflow", json!({"action": "graph", "workflow_id": w2})).await;
+    assert!(
+        g["mermaid"]
+            .as_str()
+            .unwrap()
+            .contains("task: Write the e2e tests · done"),
+        "{g}"
+    );
     let first = ok(
         c,
         "checkpoint",
