@@ -168,8 +168,19 @@ impl ServerHandler for Handler {
             }
         };
         let action = resolved.action.name;
+        // Progress goes out in order, through one forwarder per call, and is flushed
+        // before the result so a client never sees progress after the answer.
+        let mut forwarder = None;
         let progress = ctx.meta.get_progress_token().map(|token| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
             let peer = ctx.peer.clone();
+            forwarder = Some(tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    if peer.notify_progress(p).await.is_err() {
+                        break;
+                    }
+                }
+            }));
             let f: tools::ProgressFn = Arc::new(move |done, total, message| {
                 let mut p = ProgressNotificationParam::new(token.clone(), done);
                 if let Some(t) = total {
@@ -178,10 +189,7 @@ impl ServerHandler for Handler {
                 if let Some(m) = message {
                     p = p.with_message(m);
                 }
-                let peer = peer.clone();
-                tokio::spawn(async move {
-                    let _ = peer.notify_progress(p).await;
-                });
+                let _ = tx.send(p);
             });
             f
         });
@@ -192,6 +200,10 @@ impl ServerHandler for Handler {
             progress,
         };
         let out = tools::dispatch(&call, resolved).await;
+        drop(call);
+        if let Some(f) = forwarder {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), f).await;
+        }
         let secs = started.elapsed().as_secs_f64();
         let result = match out {
             Ok(out) => {

@@ -237,3 +237,51 @@ async fn exercise_checkpoints(
         .unwrap();
     assert_eq!(ids.completion.values, vec!["latest".to_string()]);
 }
+
+#[tokio::test]
+async fn long_ingest_reports_progress_over_http() {
+    let env = Env::new();
+    env.org("acme");
+    let key = env.key("acme", "operator");
+    let srv = Server::start(&env, &[], &[]);
+    let raw = Raw::new(&srv.url);
+    let sid = raw.session(Some(&key)).await;
+    let messages: Vec<serde_json::Value> = (0..120)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": format!("message number {i}")}))
+        .collect();
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "checkpoint", "_meta": {"progressToken": "ingest-1"},
+        "arguments": {"action": "ingest", "conversation_id": "long", "messages": messages}}});
+    let r = raw
+        .post(Some(&key), Some(&sid), &[], body.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let progress: Vec<serde_json::Value> = r
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "progress notifications before the result: {}",
+        r.body
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "ingest-1")
+    );
+    let last = r
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+        .find(|m| m["id"] == 9)
+        .expect("a result");
+    assert_eq!(
+        last["result"]["structuredContent"]["ingested"]["inserted"], 120,
+        "{last}"
+    );
+}
