@@ -413,6 +413,21 @@ fn compact(v: &mut Value, root: bool) {
             if let Some(Value::Array(e)) = m.get_mut("enum") {
                 e.retain(|x| !x.is_null());
             }
+            // `additionalProperties: true` is the default; some clients reject boolean
+            // schemas where they expect objects, so say it by leaving it out.
+            if m.get("additionalProperties") == Some(&Value::Bool(true)) {
+                m.remove("additionalProperties");
+            }
+            if let Some(Value::Object(props)) = m.get_mut("properties") {
+                for (_, prop) in props.iter_mut() {
+                    if *prop == Value::Bool(true) {
+                        *prop = json!({});
+                    }
+                }
+            }
+            if m.get("items") == Some(&Value::Bool(true)) {
+                m.insert("items".into(), json!({}));
+            }
             for (_, child) in m.iter_mut() {
                 compact(child, false);
             }
@@ -464,6 +479,42 @@ pub fn check_len(field: &str, v: &Option<String>, max: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_boolean_schemas_in_any_listed_tool() {
+        fn walk(v: &Value, path: &str) {
+            if let Value::Object(m) = v {
+                for (k, child) in m {
+                    let here = format!("{path}/{k}");
+                    if k == "properties" {
+                        for (name, prop) in child.as_object().into_iter().flatten() {
+                            assert!(prop.is_object(), "{here}/{name} is not an object schema");
+                            walk(prop, &format!("{here}/{name}"));
+                        }
+                    } else {
+                        assert!(
+                            !(matches!(k.as_str(), "items" | "additionalProperties")
+                                && child == &Value::Bool(true)),
+                            "{here} is a boolean schema"
+                        );
+                        walk(child, &here);
+                    }
+                }
+            }
+        }
+        let mut cfg = ToolsConfig::default();
+        cfg.toolsets.push("compat".into());
+        for l in Registry::new(&cfg).list() {
+            walk(
+                &Value::Object(l.input_schema.clone()),
+                &format!("{}/input", l.name),
+            );
+            walk(
+                &Value::Object(l.output_schema.clone()),
+                &format!("{}/output", l.name),
+            );
+        }
+    }
 
     #[test]
     fn compact_strips_nulls_and_formats() {

@@ -398,7 +398,12 @@ async fn mcp_gate(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Re
     if let Some(p) = principal {
         req.extensions_mut().insert(p);
     }
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    // rmcp answers a session DELETE with 202; clients expect 200 or 204 for a
+    // finished termination (the Python SDK warns on 202).
+    if is_delete && resp.status() == StatusCode::ACCEPTED {
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+    }
     match &sid {
         None => {
             if let Some(new_sid) = resp

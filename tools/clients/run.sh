@@ -75,7 +75,8 @@ DB="$TMP/http.db"
 KEY="$("$BIN" --db "$DB" keys create --org acme --role operator 2>>"$TMP/setup.log")"
 [[ -n "$KEY" ]] || { echo "run.sh: keys create printed no key" >&2; cat "$TMP/setup.log" >&2; exit 1; }
 
-"$BIN" --db "$DB" serve --http 127.0.0.1:0 2>"$TMP/server.log" &
+: >"$TMP/server.log" # exists before the server's own redirect opens it (the loop below reads it at once)
+"$BIN" --db "$DB" serve --http 127.0.0.1:0 2>>"$TMP/server.log" &
 SPID=$!
 URL=""
 for _ in $(seq 1 300); do
