@@ -20,14 +20,14 @@ pub struct HttpLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ToolLabels {
-    pub tool: String,
-    pub action: String,
+    pub tool: &'static str,
+    pub action: &'static str,
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ToolNameLabel {
-    pub tool: String,
+    pub tool: &'static str,
 }
 
 pub struct Metrics {
@@ -102,18 +102,23 @@ impl Metrics {
         }
     }
 
-    pub fn tool_call(&self, tool: &str, action: &str, outcome: &'static str, seconds: f64) {
+    /// Labels are static strings from the tool registry, never caller input.
+    pub fn tool_call(
+        &self,
+        tool: &'static str,
+        action: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
         self.tool_calls
             .get_or_create(&ToolLabels {
-                tool: tool.to_string(),
-                action: action.to_string(),
+                tool,
+                action,
                 outcome,
             })
             .inc();
         self.tool_seconds
-            .get_or_create(&ToolNameLabel {
-                tool: tool.to_string(),
-            })
+            .get_or_create(&ToolNameLabel { tool })
             .observe(seconds);
     }
 

@@ -169,8 +169,10 @@ pub enum Rejection {
 }
 
 struct Cached {
-    record: KeyRecord,
     digest: [u8; 32],
+    /// Who the key stands for, or why it cannot be used.
+    state: Result<Principal, Rejection>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
     fetched: Instant,
     touched: Instant,
 }
@@ -197,20 +199,23 @@ impl KeyVerifier {
     pub async fn verify(&self, presented: &str) -> Result<Principal, Rejection> {
         let prefix = key_prefix(presented).ok_or(Rejection::Malformed)?;
         let presented_digest = digest(presented);
-        let cached = self.cache.read().ok().and_then(|c| {
+        let hit = self.cache.read().ok().and_then(|c| {
             c.get(prefix)
                 .filter(|e| e.fetched.elapsed() < self.ttl)
-                .map(|e| (e.record.clone(), e.digest, e.touched))
+                .map(|e| {
+                    let touch = e.touched.elapsed() > Duration::from_secs(60);
+                    (e.digest, e.state.clone(), e.expires_at, touch)
+                })
         });
-        let (record, stored_digest) = match cached {
-            Some((record, d, touched)) => {
-                if touched.elapsed() > Duration::from_secs(60) {
-                    self.touch(prefix, &record.id);
+        let (stored_digest, state, expires_at) = match hit {
+            Some((d, state, exp, touch)) => {
+                if touch && let Ok(p) = &state {
+                    self.touch(prefix, &p.key_id);
                 }
-                (record, d)
+                (d, state, exp)
             }
             None => {
-                let record = self
+                let record: KeyRecord = self
                     .store
                     .key_by_prefix(prefix)
                     .await
@@ -220,41 +225,46 @@ impl KeyVerifier {
                 if hex::decode_to_slice(&record.secret_sha256, &mut d).is_err() {
                     return Err(Rejection::Unknown);
                 }
+                let state = match (record.revoked_at.is_some(), Role::parse(&record.role)) {
+                    (true, _) => Err(Rejection::Revoked),
+                    (false, None) => Err(Rejection::Unknown),
+                    (false, Some(role)) => Ok(Principal {
+                        org: record.org_id.clone(),
+                        role,
+                        key_id: record.id.clone(),
+                    }),
+                };
+                let expires_at = record
+                    .expires_at
+                    .as_deref()
+                    .and_then(crate::clock::parse_time);
                 if let Ok(mut c) = self.cache.write() {
                     c.insert(
                         prefix.to_string(),
                         Cached {
-                            record: record.clone(),
                             digest: d,
+                            state: state.clone(),
+                            expires_at,
                             fetched: Instant::now(),
                             touched: Instant::now(),
                         },
                     );
                 }
-                self.touch(prefix, &record.id);
-                (record, d)
+                if state.is_ok() {
+                    self.touch(prefix, &record.id);
+                }
+                (d, state, expires_at)
             }
         };
         if !bool::from(presented_digest.ct_eq(&stored_digest)) {
             return Err(Rejection::Unknown);
         }
-        if record.revoked_at.is_some() {
-            return Err(Rejection::Revoked);
-        }
-        if let Some(exp) = record
-            .expires_at
-            .as_deref()
-            .and_then(crate::clock::parse_time)
+        if let Some(exp) = expires_at
             && exp <= self.clock.now()
         {
             return Err(Rejection::Expired);
         }
-        let role = Role::parse(&record.role).ok_or(Rejection::Unknown)?;
-        Ok(Principal {
-            org: record.org_id,
-            role,
-            key_id: record.id,
-        })
+        state
     }
 
     /// Records last use, at most once a minute per key, off the request path.

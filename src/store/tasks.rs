@@ -167,7 +167,7 @@ impl Store {
     /// A page of tasks, newest first.
     pub async fn task_list(&self, org: &str, f: TaskFilter) -> Result<Vec<Task>> {
         let o = org.to_string();
-        self.read(move |c| {
+        self.read_cancellable(None, move |c| {
             let (ac, ai) = f.after.clone().unzip();
             let mut st = c.prepare_cached(&format!(
                 "{TASK_SELECT} WHERE t.org_id = ?1

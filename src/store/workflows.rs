@@ -184,7 +184,7 @@ impl Store {
     /// A page of workflows, newest first.
     pub async fn workflow_list(&self, org: &str, f: WorkflowFilter) -> Result<Vec<Workflow>> {
         let o = org.to_string();
-        self.read(move |c| {
+        self.read_cancellable(None, move |c| {
             let (ac, ai) = f.after.clone().unzip();
             let mut st = c.prepare_cached(&format!(
                 "{WF_SELECT} WHERE w.org_id = ?1
@@ -463,7 +463,7 @@ impl Store {
         language: Option<String>,
     ) -> Result<(i64, Vec<ModelStats>)> {
         let o = org.to_string();
-        self.read(move |c| {
+        self.read_cancellable(None, move |c| {
             let filter = "w.org_id = ?1 AND w.status = 'closed' AND (?2 IS NULL OR w.task_type = ?2)
                 AND (?3 IS NULL OR w.complexity = ?3) AND (?4 IS NULL OR w.language = ?4)";
             let total: i64 = c

@@ -152,6 +152,8 @@ pub struct Registry {
 /// The result of resolving a call before it runs.
 pub struct Resolved {
     pub id: ToolId,
+    /// The tool's name as listed.
+    pub tool: &'static str,
     pub action: &'static ActionSpec,
     pub args: Value,
 }
@@ -185,6 +187,14 @@ impl Registry {
             entries,
             read_only: cfg.read_only,
         }
+    }
+
+    /// The listed name equal to `name`, as a static string (for metric labels).
+    pub fn static_name(&self, name: &str) -> Option<&'static str> {
+        self.entries
+            .iter()
+            .map(|e| e.spec.name)
+            .find(|n| *n == name)
     }
 
     /// The tools to list.
@@ -239,6 +249,7 @@ impl Registry {
         }
         Ok(Resolved {
             id: entry.id,
+            tool: entry.spec.name,
             action,
             args,
         })

@@ -161,13 +161,17 @@ impl ServerHandler for Handler {
                 return Err(errors::unknown_tool(&unknown.0));
             }
             Err(Err(e)) => {
-                self.app
-                    .metrics
-                    .tool_call(&name, "", "invalid", started.elapsed().as_secs_f64());
+                self.app.metrics.tool_call(
+                    self.app.registry.static_name(&name).unwrap_or("unknown"),
+                    "",
+                    "invalid",
+                    started.elapsed().as_secs_f64(),
+                );
                 return Ok(errors::tool_error(&name, None, &e).into());
             }
         };
         let action = resolved.action.name;
+        let tool = resolved.tool;
         // Progress goes out in order, through one forwarder per call, and is flushed
         // before the result so a client never sees progress after the answer.
         let mut forwarder = None;
@@ -207,7 +211,7 @@ impl ServerHandler for Handler {
         let secs = started.elapsed().as_secs_f64();
         let result = match out {
             Ok(out) => {
-                self.app.metrics.tool_call(&name, action, "ok", secs);
+                self.app.metrics.tool_call(tool, action, "ok", secs);
                 let mut r = CallToolResult::structured(out.structured);
                 r.content = vec![ContentBlock::text(out.text)];
                 r
@@ -217,7 +221,7 @@ impl ServerHandler for Handler {
                     crate::error::Error::Internal(_) => "error",
                     _ => "refused",
                 };
-                self.app.metrics.tool_call(&name, action, outcome, secs);
+                self.app.metrics.tool_call(tool, action, outcome, secs);
                 errors::tool_error(&name, Some(action), &e)
             }
         };

@@ -306,6 +306,20 @@ bench_vaultline_tools() {
 			stop_server
 		done
 	done
+	# Stateless mode (plain JSON replies, no sessions): compare with ts-echo.
+	for c in $LEVELS; do
+		start_server vaultline-stateless 0 "$VAULTLINE" serve --http 127.0.0.1:0 --stateless || {
+			skip "vaultline --stateless did not start"
+			break
+		}
+		measure_http "vaultline stateless" health '{"action":"status"}' "$c" --stateless
+		stop_server
+	done
+	# Start-up: spawn to the first answered (authenticated) tools/list, HTTP and stdio.
+	if [[ -n $BEARER ]]; then
+		LOADGEN_BEARER=$BEARER bench_startup "vaultline http" -- "$VAULTLINE" serve --http 127.0.0.1:0
+	fi
+	VAULTLINE_STDIO__ORG=bench bench_startup "vaultline stdio" --stdio -- "$VAULTLINE" serve --stdio
 	BEARER=""
 }
 
