@@ -6,12 +6,14 @@
 //! Checkpoint document). This file parses, checks limits, calls the domain and
 //! the store, and shapes the result; the rules live in `crate::checkpoints`.
 
-use base64::prelude::{BASE64_URL_SAFE_NO_PAD, Engine};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of};
+use super::{
+    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, decode_cursor, encode_cursor, need,
+    parse, read, schema_of,
+};
 use crate::app::Change;
 use crate::checkpoints::{
     self, Checkpoint, CheckpointDiff, Content, Decision, Scope, SearchHit, chunk,
@@ -339,18 +341,6 @@ async fn get(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
     )
 }
 
-fn encode_cursor(c: &Checkpoint) -> String {
-    BASE64_URL_SAFE_NO_PAD.encode(format!("{}|{}", c.last_saved_at, c.id))
-}
-
-fn decode_cursor(s: &str) -> Result<(String, String)> {
-    let bad = || Error::invalid("cursor", "is not a cursor returned by `list`");
-    let raw = BASE64_URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-    let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let (t, id) = raw.split_once('|').ok_or_else(bad)?;
-    Ok((t.to_string(), id.to_string()))
-}
-
 async fn list(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
     let limit = page_limit(p.limit, 20, 100);
     let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -367,7 +357,7 @@ async fn list(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
         .await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(encode_cursor)
+        rows.last().map(|c| encode_cursor(&c.last_saved_at, &c.id))
     } else {
         None
     };

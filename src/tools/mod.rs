@@ -546,6 +546,48 @@ mod tests {
     }
 }
 
+/// Splits a page fetched with limit+1 rows into the page and the next cursor.
+pub fn page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+/// An opaque cursor over (created_at, id).
+pub fn encode_cursor(created_at: &str, id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}|{id}"))
+}
+
+pub fn decode_cursor(c: &str) -> Result<(String, String)> {
+    use base64::Engine;
+    let bad = || Error::invalid("cursor", "is not a cursor this server issued");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    let s = String::from_utf8(raw).map_err(|_| bad())?;
+    let (a, b) = s.split_once('|').ok_or_else(bad)?;
+    Ok((a.to_string(), b.to_string()))
+}
+
+/// Normalises an optional time filter; the error names the field.
+pub fn check_time(field: &str, v: &Option<String>) -> Result<Option<String>> {
+    match v {
+        None => Ok(None),
+        Some(s) => crate::clock::parse_time(s)
+            .map(|t| Some(crate::clock::fmt_time(t)))
+            .ok_or_else(|| Error::invalid(field, "is not an RFC 3339 time or a YYYY-MM-DD date")),
+    }
+}
+
 /// Resolves and runs one call as `principal`, the way the transports do, minus
 /// the wire. For in-process callers and tests; unknown tools are `Invalid`.
 pub async fn call_as(

@@ -7,9 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::workflow::{decode_cursor, encode_cursor, page};
 use super::{
-    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of, write,
+    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, check_time, decode_cursor, encode_cursor,
+    need, page, parse, read, schema_of, write,
 };
 use crate::error::{Error, Result};
 use crate::money::fmt_usd;
@@ -138,15 +138,6 @@ fn checklist(tasks: &[Task]) -> String {
         md.push_str("_no tasks_\n");
     }
     md
-}
-
-fn check_time(field: &str, v: &Option<String>) -> Result<Option<String>> {
-    match v {
-        None => Ok(None),
-        Some(s) => crate::clock::parse_time(s)
-            .map(|t| Some(crate::clock::fmt_time(t)))
-            .ok_or_else(|| Error::invalid(field, "is not an RFC 3339 time or a YYYY-MM-DD date")),
-    }
 }
 
 /// The schema must itself compile as a JSON Schema.

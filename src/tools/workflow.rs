@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{
-    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of, write,
+    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, check_time, decode_cursor, encode_cursor,
+    need, page, parse, read, schema_of, write,
 };
 use crate::app::Change;
 use crate::error::{Error, Result};
@@ -142,15 +143,6 @@ pub struct Output {
 const MAX_TEXT: usize = 200;
 const MAX_LONG: usize = 65_536;
 const MAX_OUTPUT_BYTES: usize = 262_144;
-
-fn check_time(field: &str, v: &Option<String>) -> Result<Option<String>> {
-    match v {
-        None => Ok(None),
-        Some(s) => crate::clock::parse_time(s)
-            .map(|t| Some(crate::clock::fmt_time(t)))
-            .ok_or_else(|| Error::invalid(field, "is not an RFC 3339 time or a YYYY-MM-DD date")),
-    }
-}
 
 fn one_line(w: &Workflow) -> String {
     format!(
@@ -596,38 +588,6 @@ async fn query(ctx: &CallCtx, p: Params) -> Result<ToolOutput> {
         },
         text,
     )
-}
-
-/// Splits a page fetched with limit+1 rows into the page and the next cursor.
-pub fn page<T>(
-    mut rows: Vec<T>,
-    limit: usize,
-    cursor: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let next = rows.last().map(cursor);
-        (rows, next)
-    } else {
-        (rows, None)
-    }
-}
-
-/// An opaque cursor over (created_at, id).
-pub fn encode_cursor(created_at: &str, id: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}|{id}"))
-}
-
-pub fn decode_cursor(c: &str) -> Result<(String, String)> {
-    use base64::Engine;
-    let bad = || Error::invalid("cursor", "is not a cursor this server issued");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .map_err(|_| bad())?;
-    let s = String::from_utf8(raw).map_err(|_| bad())?;
-    let (a, b) = s.split_once('|').ok_or_else(bad)?;
-    Ok((a.to_string(), b.to_string()))
 }
 
 #[cfg(test)]
