@@ -446,3 +446,34 @@ async fn stateless_mode_answers_plain_json_without_sessions() {
     let r = raw.post(None, None, &[], body.to_string()).await;
     assert_eq!(r.status, 401, "keys still required");
 }
+
+#[test]
+fn logs_go_to_stderr_as_plain_or_json_and_never_to_stdout() {
+    let env = Env::new();
+    let out = std::process::Command::new(bin())
+        .arg("--db")
+        .arg(env.db())
+        .args(["--log-format", "json", "migrate"])
+        .env("VAULTLINE_LOG__LEVEL", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().expect("a log line");
+    let v: serde_json::Value =
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("{first}: {e}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("migration"),
+        "{v}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("schema version 1"),
+        "stdout carries only the command's answer: {stdout}"
+    );
+    assert!(!stdout.contains("INFO"), "{stdout}");
+}
