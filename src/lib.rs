@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod metering;
 pub mod metrics;
 pub mod money;
 pub mod store;

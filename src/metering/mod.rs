@@ -1,0 +1,5 @@
+//! Metering: what a model call costs and what it is billed. This module holds the
+//! pure money rules over integer nano-dollars; storage of usage records and the
+//! credit ledger sit behind the store like every other table.
+
+pub mod pricing;
