@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `orgs`, `migrate`. Parses flags, layers them
+//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -47,6 +47,14 @@ pub enum Command {
     Orgs(OrgsCmd),
     /// Apply pending migrations and print the schema version.
     Migrate,
+    /// Print the append-only audit trail (key and admin actions) as JSON Lines.
+    Audit {
+        #[arg(long)]
+        org: Option<String>,
+        /// At most this many entries (oldest first).
+        #[arg(long, default_value_t = 10_000)]
+        limit: u32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +198,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(cfg, args).await,
         Command::Keys(cmd) => keys(cfg, cmd).await,
         Command::Orgs(cmd) => orgs(cfg, cmd).await,
+        Command::Audit { org, limit } => {
+            let app = App::new(cfg)?;
+            let rows = app.store.audit_list(org.as_deref(), limit).await;
+            app.store.shutdown();
+            for r in rows? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(())
+        }
         Command::Migrate => {
             let app = App::new(cfg)?;
             let m = app.store.migration_status();

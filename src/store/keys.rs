@@ -232,3 +232,45 @@ impl Store {
         .await
     }
 }
+
+/// One audit entry as read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub org_id: String,
+    pub id: String,
+    pub actor: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub created_at: String,
+}
+
+impl Store {
+    /// Audit entries, oldest first, of one org or of all orgs.
+    pub async fn audit_list(&self, org: Option<&str>, limit: u32) -> Result<Vec<AuditRecord>> {
+        let o = org.map(str::to_string);
+        self.read_cancellable(None, move |c| {
+            let mut st = c.prepare(
+                "SELECT org_id, id, actor, action, subject, detail, created_at FROM audit_log
+                 WHERE (?1 IS NULL OR org_id = ?1) ORDER BY created_at, id LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(rusqlite::params![o, limit], |r| {
+                    Ok(AuditRecord {
+                        org_id: r.get(0)?,
+                        id: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        subject: r.get(4)?,
+                        detail: r.get(5)?,
+                        created_at: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}

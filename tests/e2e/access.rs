@@ -477,3 +477,46 @@ fn logs_go_to_stderr_as_plain_or_json_and_never_to_stdout() {
     );
     assert!(!stdout.contains("INFO"), "{stdout}");
 }
+
+#[test]
+fn key_actions_are_in_the_append_only_audit_trail() {
+    let env = Env::new();
+    env.org("a");
+    env.org("b");
+    env.key("a", "admin");
+    env.key("b", "viewer");
+    let id = cli(&env.db(), &["keys", "list", "--org", "a"])
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    cli(&env.db(), &["keys", "rotate", &id, "--grace-days", "1"]);
+    cli(&env.db(), &["keys", "revoke", &id]);
+    let lines = cli(&env.db(), &["audit", "--org", "a"]);
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["key.create", "key.rotate", "key.revoke"],
+        "{lines}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["org_id"] == "a" && e["actor"].as_str().unwrap().starts_with("cli:"))
+    );
+    assert_eq!(entries[1]["subject"], id.as_str());
+    assert!(!lines.contains("vl_"), "no key material in the audit trail");
+    assert_eq!(
+        cli(&env.db(), &["audit"]).lines().count(),
+        4,
+        "all orgs: a's three and b's one"
+    );
+}
