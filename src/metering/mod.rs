@@ -2,4 +2,5 @@
 //! pure money rules over integer nano-dollars; storage of usage records and the
 //! credit ledger sit behind the store like every other table.
 
+pub mod ledger;
 pub mod pricing;

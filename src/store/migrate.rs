@@ -9,11 +9,18 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 /// Every migration, in order: (version, file name, SQL).
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "0001_core.sql",
-    include_str!("../../migrations/0001_core.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "0001_core.sql",
+        include_str!("../../migrations/0001_core.sql"),
+    ),
+    (
+        2,
+        "0002_ledger.sql",
+        include_str!("../../migrations/0002_ledger.sql"),
+    ),
+];
 
 /// What start-up found and did.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 
 mod checkpoints;
 mod keys;
+mod ledger;
 mod migrate;
 mod tasks;
 mod workflows;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 #[allow(unused_imports)] // filled in as the tools land
 pub use checkpoints::*;
 pub use keys::*;
+pub use ledger::BillingAccount;
 pub use migrate::{MIGRATIONS, MigrationStatus};
 #[allow(unused_imports)]
 pub use tasks::*;

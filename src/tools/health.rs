@@ -161,7 +161,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.structured["status"], "ok");
-        assert_eq!(out.structured["store"]["schema_version"], 1);
+        assert_eq!(
+            out.structured["store"]["schema_version"],
+            crate::store::MIGRATIONS.len()
+        );
         let err = call_as(&app, &viewer, "health", json!({"action": "canary"}))
             .await
             .unwrap_err();
