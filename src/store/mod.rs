@@ -199,13 +199,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let _slot = self
-            .inner
-            .reader_slots
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("store closed".into()))?;
-        let conn = self.take_reader()?;
+        let (_slot, conn) = self.checkout().await?;
         let r = f(&conn);
         if let Ok(mut pool) = self.inner.readers.lock() {
             pool.push(conn);
@@ -220,13 +214,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let _slot = self
-            .inner
-            .reader_slots
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("store closed".into()))?;
-        let conn = self.take_reader()?;
+        let (_slot, conn) = self.checkout().await?;
         let interrupt = conn.get_interrupt_handle();
         let inner = self.inner.clone();
         let task = tokio::task::spawn_blocking(move || {
@@ -251,6 +239,17 @@ impl Store {
         };
         let r = r.map_err(|e| Error::Internal(format!("read task failed: {e}")))?;
         self.note(r)
+    }
+
+    /// A reader slot and a connection (from the pool, or newly opened).
+    async fn checkout(&self) -> Result<(tokio::sync::SemaphorePermit<'_>, Connection)> {
+        let slot = self
+            .inner
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("store closed".into()))?;
+        Ok((slot, self.take_reader()?))
     }
 
     fn take_reader(&self) -> Result<Connection> {

@@ -370,15 +370,10 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 status: p.status,
                 ..Default::default()
             };
-            let task = app.store.task_update(org, id, update, now).await?;
-            publish_workflow(ctx, &task);
-            let text = format!("updated {}", line(&task));
-            ToolOutput::new(
-                Output {
-                    task: Some(task),
-                    ..Default::default()
-                },
-                text,
+            changed(
+                ctx,
+                app.store.task_update(org, id, update, now).await?,
+                "updated",
             )
         }
         "done" => {
@@ -391,15 +386,10 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 answer: p.answer,
                 ..Default::default()
             };
-            let task = app.store.task_update(org, id, update, now).await?;
-            publish_workflow(ctx, &task);
-            let text = format!("done: {}", line(&task));
-            ToolOutput::new(
-                Output {
-                    task: Some(task),
-                    ..Default::default()
-                },
-                text,
+            changed(
+                ctx,
+                app.store.task_update(org, id, update, now).await?,
+                "done:",
             )
         }
         "cancel" => {
@@ -414,15 +404,10 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 context,
                 ..Default::default()
             };
-            let task = app.store.task_update(org, id, update, now).await?;
-            publish_workflow(ctx, &task);
-            let text = format!("cancelled {}", line(&task));
-            ToolOutput::new(
-                Output {
-                    task: Some(task),
-                    ..Default::default()
-                },
-                text,
+            changed(
+                ctx,
+                app.store.task_update(org, id, update, now).await?,
+                "cancelled",
             )
         }
         "classify" => match &p.task_id {
@@ -529,6 +514,19 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
             format!("unknown action {other:?}"),
         )),
     }
+}
+
+/// The answer to an action that changed a task: publish, then show it.
+fn changed(ctx: &CallCtx, task: Task, verb: &str) -> Result<ToolOutput> {
+    publish_workflow(ctx, &task);
+    let text = format!("{verb} {}", line(&task));
+    ToolOutput::new(
+        Output {
+            task: Some(task),
+            ..Default::default()
+        },
+        text,
+    )
 }
 
 /// A task change is a change of its workflow, for resource subscribers.
