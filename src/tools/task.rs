@@ -273,15 +273,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                     },
                 )
                 .await?;
-            publish_workflow(ctx, &task);
-            let text = format!("created task {}", line(&task));
-            ToolOutput::new(
-                Output {
-                    task: Some(task),
-                    ..Default::default()
-                },
-                text,
-            )
+            changed(ctx, task, "created task")
         }
         "get" => {
             let id = need(&p.task_id, "task_id", action)?;
@@ -499,15 +491,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 .store
                 .task_resolve(org, id, answer, ctx.principal.key_id.clone(), now)
                 .await?;
-            publish_workflow(ctx, &task);
-            let text = format!("resolved {}", line(&task));
-            ToolOutput::new(
-                Output {
-                    task: Some(task),
-                    ..Default::default()
-                },
-                text,
-            )
+            changed(ctx, task, "resolved")
         }
         other => Err(Error::invalid(
             "action",
