@@ -212,8 +212,10 @@ impl ServerHandler for Handler {
         let result = match out {
             Ok(out) => {
                 self.app.metrics.tool_call(tool, action, "ok", secs);
-                let mut r = CallToolResult::structured(out.structured);
-                r.content = vec![ContentBlock::text(out.text)];
+                // Built by hand: `CallToolResult::structured` would serialise the
+                // value once more into a text block we replace anyway.
+                let mut r = CallToolResult::success(vec![ContentBlock::text(out.text)]);
+                r.structured_content = Some(out.structured);
                 r
             }
             Err(e) => {
