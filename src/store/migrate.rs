@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0002_ledger.sql",
         include_str!("../../migrations/0002_ledger.sql"),
     ),
+    (
+        3,
+        "0003_metering.sql",
+        include_str!("../../migrations/0003_metering.sql"),
+    ),
 ];
 
 /// What start-up found and did.
