@@ -13,6 +13,7 @@ use crate::checkpoints::Redactor;
 use crate::clock::{Clock, Ids};
 use crate::config::{Config, Profile};
 use crate::error::{Error, Result};
+use crate::metering::meter::Meter;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tools::Registry;
@@ -32,6 +33,8 @@ pub struct App {
     pub keys: KeyVerifier,
     pub limiter: RateLimiter,
     pub metrics: Metrics,
+    /// Usage records, charges, reservations and run units.
+    pub meter: Arc<Meter>,
     pub registry: Registry,
     pub redactor: Redactor,
     pub changes: broadcast::Sender<Change>,
@@ -67,8 +70,16 @@ impl App {
         let registry = Registry::new(&config.tools);
         let redactor = Redactor::new(&config.checkpoints.redact_patterns)?;
         let (changes, _) = broadcast::channel(1024);
+        let metrics = Metrics::new();
+        let meter = Arc::new(Meter::new(
+            store.clone(),
+            clock.clone(),
+            &config.billing,
+            &metrics,
+        )?);
         Ok(Arc::new(App {
-            metrics: Metrics::new(),
+            metrics,
+            meter,
             config,
             store,
             clock,

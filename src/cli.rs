@@ -231,6 +231,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     let app = App::new(cfg)?;
     app.spawn_probe(ct.clone());
+    app.meter.spawn(ct.clone());
     let result = if args.stdio {
         let org = app.config.stdio.org.clone();
         app.store.ensure_org(&org, &app.clock.now_text()).await?;
@@ -241,7 +242,9 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
         let addr = args.http.unwrap_or(app.config.http.addr);
         crate::transport::http::serve(app.clone(), addr, ct).await
     };
-    // Everything acknowledged is already committed; this drains what is queued.
+    // Everything acknowledged is already committed; this writes the last run
+    // units and drains what is queued.
+    app.meter.flush_runs().await;
     app.store.shutdown();
     result
 }

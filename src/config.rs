@@ -32,6 +32,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tools: ToolsConfig,
     pub checkpoints: CheckpointConfig,
+    pub billing: BillingConfig,
     /// Fixed clock for tests (RFC 3339), honoured only with `profile = "test"`.
     pub test_clock: Option<String>,
 }
@@ -151,7 +152,126 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tools: ToolsConfig::default(),
             checkpoints: CheckpointConfig::default(),
+            billing: BillingConfig::default(),
             test_clock: None,
+        }
+    }
+}
+
+/// Metering and billing: the circuit breaker, reservations, price overrides and
+/// tool prices. Amounts are exact decimal dollars (`"20"`, `"0.15"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Source system written on the charges this server makes.
+    pub source_system: String,
+    pub breaker: BreakerConfig,
+    /// A reservation without a heartbeat for this long expires (seconds).
+    pub reservation_ttl_secs: u64,
+    /// Price rows added to (or, same provider/model/effective time, replacing)
+    /// the shipped price book.
+    pub prices: Vec<PriceConfig>,
+    /// Tools billed per call (`checkpoint = "0.001"`); the others cost nothing
+    /// and are counted as run units only.
+    pub tool_prices_usd: std::collections::BTreeMap<String, Usd>,
+    /// How often the in-memory run-unit counters are written (milliseconds).
+    pub run_unit_flush_ms: u64,
+}
+
+/// The cost circuit breaker, per org, on provider cost, in UTC days and months.
+/// An amount of 0 turns that limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Provider cost per org per UTC day at which spending halts.
+    pub daily_halt_usd: Usd,
+    /// Provider cost per org per UTC month at which an alert is raised.
+    pub monthly_alert_usd: Usd,
+    /// Also halt at the monthly alert amount.
+    pub monthly_halt: bool,
+    /// Provider cost of one task at which an alert is raised.
+    pub task_alert_usd: Usd,
+    /// Provider cost of one task at which its spending halts.
+    pub task_halt_usd: Usd,
+}
+
+/// One price row from config, in dollars per million tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub provider: String,
+    pub model: String,
+    /// RFC 3339 time from which the row applies.
+    pub effective_from: String,
+    pub input_usd_per_mtok: Usd,
+    pub output_usd_per_mtok: Usd,
+    #[serde(default)]
+    pub cache_read_usd_per_mtok: Option<Usd>,
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<Usd>,
+}
+
+/// An exact dollar amount held as nano-dollars. Written as a decimal string
+/// (`"0.15"`); integers and plain decimals from the environment are accepted and
+/// parsed exactly from their shortest text form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usd(pub i64);
+
+impl Usd {
+    fn dollars(d: i64) -> Usd {
+        Usd(d * crate::money::NANOS_PER_USD)
+    }
+}
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::money::usd_text(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Usd, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(u64),
+            Float(f64),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::Int(i) => i.to_string(),
+            // Display gives the shortest text that round-trips, so 0.15 stays "0.15".
+            Raw::Float(f) => f.to_string(),
+        };
+        crate::money::parse_usd("amount", &text)
+            .map(Usd)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            source_system: "vaultline".into(),
+            breaker: BreakerConfig::default(),
+            reservation_ttl_secs: 120,
+            prices: Vec::new(),
+            tool_prices_usd: Default::default(),
+            run_unit_flush_ms: 1000,
+        }
+    }
+}
+
+impl Default for BreakerConfig {
+    /// vault-mcp's thresholds.
+    fn default() -> Self {
+        BreakerConfig {
+            daily_halt_usd: Usd::dollars(20),
+            monthly_alert_usd: Usd::dollars(80),
+            monthly_halt: false,
+            task_alert_usd: Usd::dollars(2),
+            task_halt_usd: Usd::dollars(5),
         }
     }
 }
@@ -288,6 +408,29 @@ impl Config {
                 )));
             }
         }
+        if self.billing.reservation_ttl_secs < 5 {
+            return Err(ConfigError(
+                "billing.reservation_ttl_secs must be at least 5".into(),
+            ));
+        }
+        if self.billing.source_system.trim().is_empty() {
+            return Err(ConfigError(
+                "billing.source_system must not be empty".into(),
+            ));
+        }
+        for (i, p) in self.billing.prices.iter().enumerate() {
+            if crate::clock::parse_time(&p.effective_from).is_none() {
+                return Err(ConfigError(format!(
+                    "billing.prices[{i}].effective_from: {:?} is not an RFC 3339 time",
+                    p.effective_from
+                )));
+            }
+            if p.provider.trim().is_empty() || p.model.trim().is_empty() {
+                return Err(ConfigError(format!(
+                    "billing.prices[{i}]: provider and model are required"
+                )));
+            }
+        }
         if self.test_clock.is_some() && self.profile != Profile::Test {
             return Err(ConfigError(
                 "test_clock is honoured only with profile = \"test\"".into(),
@@ -327,6 +470,39 @@ mod tests {
             assert_eq!(cfg.db_path, PathBuf::from("/tmp/x.db"));
             assert_eq!(cfg.http.rate_limit_per_second, 7, "env wins over file");
             assert_eq!(cfg.http.max_body_bytes, 2048, "file wins over defaults");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn dollar_amounts_are_exact_from_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[billing.breaker]\ndaily_halt_usd = \"12.5\"\n[billing.tool_prices_usd]\ncheckpoint = \"0.001\"\n[[billing.prices]]\nprovider = \"x\"\nmodel = \"m\"\neffective_from = \"2026-01-01T00:00:00Z\"\ninput_usd_per_mtok = \"0.28\"\noutput_usd_per_mtok = 0.42\n",
+            )?;
+            jail.set_env("VAULTLINE_BILLING__BREAKER__TASK_HALT_USD", "7");
+            jail.set_env("VAULTLINE_BILLING__BREAKER__TASK_ALERT_USD", "0.1");
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.0)?;
+            let b = &cfg.billing;
+            assert_eq!(b.breaker.daily_halt_usd, Usd(12_500_000_000));
+            assert_eq!(b.breaker.task_halt_usd, Usd(7_000_000_000));
+            assert_eq!(b.breaker.task_alert_usd, Usd(100_000_000));
+            assert_eq!(
+                b.breaker.monthly_alert_usd,
+                Usd(80_000_000_000),
+                "default kept"
+            );
+            assert_eq!(b.tool_prices_usd["checkpoint"], Usd(1_000_000));
+            assert_eq!(b.prices[0].input_usd_per_mtok, Usd(280_000_000));
+            assert_eq!(
+                b.prices[0].output_usd_per_mtok,
+                Usd(420_000_000),
+                "a float 0.42 parses exactly"
+            );
+            jail.create_file("bad.toml", "[billing.breaker]\ndaily_halt_usd = \"-3\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.0.contains("daily_halt_usd"), "{}", err.0);
             Ok(())
         });
     }

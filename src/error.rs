@@ -25,6 +25,10 @@ pub enum Error {
         needed: Role,
         have: Role,
     },
+    /// A spending limit (budget, breaker, prepaid balance) refuses the request;
+    /// the message names the limit, what is spent and reserved, and when it resets.
+    #[error("{0}")]
+    Limit(String),
     /// The server runs read-only and the action writes.
     #[error("the server is read-only: `{0}` writes and is disabled")]
     ReadOnly(String),

@@ -1,11 +1,13 @@
 //! Prometheus metrics: HTTP requests, tool calls by tool/action/outcome, tool
 //! latency, sessions and store errors, rendered as Prometheus text for `/metrics`.
-//! Labels never carry an org, key or account, so the page can be made public.
+//! The public registry's labels never carry an org, key or account, so the page
+//! can be made public; the org registry (cost, credits, run units, breaker,
+//! quota by org) is rendered only for an admin key.
 
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -30,8 +32,45 @@ pub struct ToolNameLabel {
     pub tool: &'static str,
 }
 
+/// Labels of the org registry (values are org slugs, model and tool names).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrgModelLabels {
+    pub org: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrgToolLabels {
+    pub org: String,
+    pub tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrgWindowLabels {
+    pub org: String,
+    pub window: &'static str,
+}
+
+/// Metering metrics by org; cheap to clone (the families share their maps).
+#[derive(Clone, Default)]
+pub struct OrgMetrics {
+    /// Provider cost in nano-dollars by org and provider/model.
+    pub cost_nanos: Family<OrgModelLabels, Counter>,
+    /// Billed credits (1 credit = $0.001, in nano-dollars) by org and model.
+    pub billed_nanos: Family<OrgModelLabels, Counter>,
+    pub run_units: Family<OrgToolLabels, Counter>,
+    /// 1 while the org's breaker halts spending for the window.
+    pub breaker_open: Family<OrgWindowLabels, Gauge>,
+}
+
 pub struct Metrics {
     registry: Registry,
+    org_registry: Registry,
+    pub org: OrgMetrics,
+    /// Calls recorded without usage or cost (provider cost 0, flagged).
+    pub usage_missing: Counter,
+    /// Run-unit counts that could not be written (fail-open).
+    pub run_units_dropped: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub tool_calls: Family<ToolLabels, Counter>,
     pub tool_seconds: Family<ToolNameLabel, Histogram>,
@@ -90,8 +129,46 @@ impl Metrics {
             "Requests refused for a missing or bad key",
             auth_failures.clone(),
         );
+        let usage_missing = Counter::default();
+        let run_units_dropped = Counter::default();
+        registry.register(
+            "usage_missing_cost",
+            "Model calls recorded at provider cost 0 because the provider reported no usage or cost",
+            usage_missing.clone(),
+        );
+        registry.register(
+            "run_units_dropped",
+            "Run-unit counts dropped because the store refused them (metering is fail-open)",
+            run_units_dropped.clone(),
+        );
+        let org = OrgMetrics::default();
+        let mut org_registry = Registry::with_prefix("vaultline");
+        org_registry.register(
+            "cost_nanos",
+            "Provider cost in nano-dollars by org and provider/model",
+            org.cost_nanos.clone(),
+        );
+        org_registry.register(
+            "billed_nanos",
+            "Billed price in nano-dollars (1 credit = 1,000,000) by org and provider/model",
+            org.billed_nanos.clone(),
+        );
+        org_registry.register(
+            "run_units",
+            "Tool calls metered as run units by org and tool",
+            org.run_units.clone(),
+        );
+        org_registry.register(
+            "breaker_open",
+            "1 while the org's cost circuit breaker halts spending (window day or month)",
+            org.breaker_open.clone(),
+        );
         Metrics {
             registry,
+            org_registry,
+            org,
+            usage_missing,
+            run_units_dropped,
             http_requests,
             tool_calls,
             tool_seconds,
@@ -122,10 +199,25 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition. `org` adds the org registry's series of
+    /// that org only (an admin key sees its own org, never another's).
+    pub fn render(&self, org: Option<&str>) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        let mut ok = encode_registry(&mut out, &self.registry).is_ok();
+        if let Some(org) = org {
+            let mut all = String::new();
+            ok &= encode_registry(&mut all, &self.org_registry).is_ok();
+            // Slugs hold no quotes, so the closing quote makes the match exact.
+            let mine = format!("org=\"{org}\"");
+            for line in all.lines() {
+                if line.starts_with('#') || line.contains(&mine) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        ok &= encode_eof(&mut out).is_ok();
+        if !ok {
             out.clear();
         }
         out
@@ -147,7 +239,28 @@ mod tests {
         let m = Metrics::new();
         m.tool_call("health", "status", "ok", 0.001);
         m.sessions.set(3);
-        let text = m.render();
+        m.org
+            .cost_nanos
+            .get_or_create(&OrgModelLabels {
+                org: "acme".into(),
+                model: "deepseek/deepseek-chat".into(),
+            })
+            .inc_by(1960);
+        assert!(
+            !m.render(None).contains("acme"),
+            "public metrics carry no org"
+        );
+        assert!(
+            !m.render(Some("other")).contains("acme"),
+            "nor another org's"
+        );
+        let text = m.render(Some("acme"));
+        assert!(
+            text.contains(
+                "vaultline_cost_nanos_total{org=\"acme\",model=\"deepseek/deepseek-chat\"} 1960"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "vaultline_tool_calls_total{tool=\"health\",action=\"status\",outcome=\"ok\"} 1"

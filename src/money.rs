@@ -24,6 +24,59 @@ pub fn usd_to_nanos(field: &str, usd: f64) -> Result<i64> {
     Ok(nanos as i64)
 }
 
+/// Exact decimal dollars (`"20"`, `"0.15"`, `"3.000000001"`) → nano-dollars,
+/// without floating point. At most nine decimals; not negative; at most $1,000,000
+/// unless `max` says otherwise.
+pub fn parse_usd(field: &str, text: &str) -> Result<i64> {
+    let t = text.trim().trim_start_matches('$');
+    let bad = || {
+        Error::invalid(
+            field,
+            format!("{text:?} is not a dollar amount such as \"20\" or \"0.15\""),
+        )
+    };
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    if frac.len() > 9 {
+        return Err(Error::invalid(
+            field,
+            "has more than nine decimals (a nano-dollar is the smallest unit)",
+        ));
+    }
+    if whole.len() > 7 {
+        return Err(Error::invalid(field, "exceeds $1,000,000"));
+    }
+    let w: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let f: i64 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+    let nanos = w * NANOS_PER_USD + f;
+    if nanos > MAX_NANOS {
+        return Err(Error::invalid(field, "exceeds $1,000,000"));
+    }
+    Ok(nanos)
+}
+
+/// Nano-dollars as exact decimal dollars (`"20"`, `"0.15"`), the inverse of `parse_usd`.
+pub fn usd_text(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let (w, f) = (n / NANOS_PER_USD as u64, n % NANOS_PER_USD as u64);
+    if f == 0 {
+        format!("{sign}{w}")
+    } else {
+        let frac = format!("{f:09}");
+        format!("{sign}{w}.{}", frac.trim_end_matches('0'))
+    }
+}
+
 /// Checks a nano-dollar amount given by a client.
 pub fn check_nanos(field: &str, nanos: i64) -> Result<i64> {
     if nanos < 0 {
@@ -46,6 +99,39 @@ pub fn fmt_usd(nanos: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_dollar_text() {
+        let ok: &[(&str, i64)] = &[
+            ("20", 20_000_000_000),
+            ("$20.00", 20_000_000_000),
+            ("0.15", 150_000_000),
+            (".5", 500_000_000),
+            ("3.000000001", 3_000_000_001),
+            ("1000000", MAX_NANOS),
+            ("0", 0),
+        ];
+        for (t, n) in ok {
+            assert_eq!(parse_usd("f", t).unwrap(), *n, "{t}");
+            assert_eq!(parse_usd("f", &usd_text(*n)).unwrap(), *n, "round trip {t}");
+        }
+        for t in [
+            "",
+            ".",
+            "-1",
+            "1e3",
+            "0.0000000001",
+            "1000000.01",
+            "abc",
+            "1.2.3",
+            "99999999",
+        ] {
+            let e = parse_usd("daily_halt_usd", t).unwrap_err().to_string();
+            assert!(e.contains("daily_halt_usd"), "{t}: {e}");
+        }
+        assert_eq!(usd_text(150_000_000), "0.15");
+        assert_eq!(usd_text(-2_500_000_000), "-2.5");
+    }
 
     #[test]
     fn conversions() {

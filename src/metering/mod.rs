@@ -3,4 +3,6 @@
 //! credit ledger sit behind the store like every other table.
 
 pub mod ledger;
+pub mod meter;
 pub mod pricing;
+pub mod usage;

@@ -10,6 +10,7 @@
 mod checkpoints;
 mod keys;
 mod ledger;
+mod metering;
 mod migrate;
 mod tasks;
 mod workflows;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use checkpoints::*;
 pub use keys::*;
 pub use ledger::BillingAccount;
+pub use metering::*;
 pub use migrate::{MIGRATIONS, MigrationStatus};
 #[allow(unused_imports)]
 pub use tasks::*;

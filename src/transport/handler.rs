@@ -197,6 +197,7 @@ impl ServerHandler for Handler {
             });
             f
         });
+        let (org, key_id) = (principal.org.clone(), principal.key_id.clone());
         let call = CallCtx {
             app: self.app.clone(),
             principal,
@@ -209,6 +210,16 @@ impl ServerHandler for Handler {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), f).await;
         }
         let secs = started.elapsed().as_secs_f64();
+        self.app.meter.count_run(&org, &key_id, tool, out.is_ok());
+        if out.is_ok() && self.app.meter.tool_price(tool).is_some() {
+            // Billing a priced tool stays off the request's path.
+            let app = self.app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = app.meter.charge_tool(&org, &key_id, tool).await {
+                    tracing::warn!(error = %e, tool, "could not bill a priced tool call");
+                }
+            });
+        }
         let result = match out {
             Ok(out) => {
                 self.app.metrics.tool_call(tool, action, "ok", secs);

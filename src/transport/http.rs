@@ -476,6 +476,7 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let mut org = None;
     if !app.config.metrics.public {
         let Some(token) = bearer(&headers) else {
             return unauthorized(
@@ -485,7 +486,7 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             );
         };
         match app.keys.verify(token).await {
-            Ok(p) if p.role >= Role::Admin => {}
+            Ok(p) if p.role >= Role::Admin => org = Some(p.org),
             Ok(p) => {
                 return plain(
                     StatusCode::FORBIDDEN,
@@ -503,7 +504,7 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        app.metrics.render(org.as_deref()),
     )
         .into_response()
 }
