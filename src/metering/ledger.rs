@@ -87,7 +87,7 @@ impl NewEntry {
     }
 }
 
-/// A stored entry.
+// A stored entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Entry {
     pub id: String,
@@ -120,7 +120,7 @@ impl Entry {
     }
 }
 
-/// A balance shown three ways.
+// A balance shown three ways.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Balance {
     pub nanos: i64,

@@ -41,7 +41,7 @@ pub struct ReserveRequest {
     pub billing_mode: BillingMode,
 }
 
-/// The breaker of one org, as the `billing breaker` action and health show it.
+// The breaker of one org, as the `billing breaker` action and health show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct BreakerState {
     /// `closed` (spending allowed), `open` (a halt is in force) or `reset` (an

@@ -160,7 +160,7 @@ pub fn month_end(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(t)
 }
 
-/// A limit's scope and period, for messages and budget rows.
+// A limit's scope and period, for messages and budget rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {

@@ -101,6 +101,19 @@ impl Store {
         e: NewEntry,
         now: String,
     ) -> Result<(Entry, bool)> {
+        self.ledger_append_audited(org, id, e, now, None).await
+    }
+
+    /// `ledger_append` with an audit row written in the same transaction when
+    /// the entry is new (a replay audits nothing).
+    pub async fn ledger_append_audited(
+        &self,
+        org: &str,
+        id: String,
+        e: NewEntry,
+        now: String,
+        audit: Option<super::keys::AuditEntry>,
+    ) -> Result<(Entry, bool)> {
         let signed = e.signed_amount()?;
         let o = org.to_string();
         self.write(move |c| {
@@ -128,6 +141,9 @@ impl Store {
                     "a charge for {:?} / {:?} is already in the ledger",
                     e.source_system, e.source_reference
                 )));
+            }
+            if let Some(a) = &audit {
+                super::keys::insert_audit(c, a)?;
             }
             let entry = by_key(c, &o, &e.idempotency_key)?
                 .ok_or_else(|| Error::Internal("ledger entry vanished after insert".into()))?;

@@ -46,7 +46,7 @@ pub struct ReserveInsert {
     pub expires_at: String,
 }
 
-/// A stored reservation.
+// A stored reservation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Reservation {
     pub id: String,
@@ -70,7 +70,7 @@ pub struct HourRow {
     pub billed_nanos: i64,
 }
 
-/// A billed call: its ledger charge joined with the usage record it bills.
+// A billed call: its ledger charge joined with the usage record it bills.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ChargeReceipt {
     pub id: String,
@@ -92,7 +92,7 @@ pub struct ChargeReceipt {
     pub tokens_out: i64,
 }
 
-/// A budget row.
+// A budget row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Budget {
     pub scope: Scope,

@@ -7,6 +7,7 @@
 //! parameters, make domain and store calls, and shape a result; they contain no SQL
 //! and know nothing of rmcp (progress and cancellation reach them as plain values).
 
+pub mod billing;
 pub mod checkpoint;
 pub mod compat;
 pub mod health;
@@ -27,7 +28,15 @@ use crate::config::ToolsConfig;
 use crate::error::{Error, Result};
 
 /// Toolset names accepted by `--toolsets`.
-pub const KNOWN_TOOLSETS: &[&str] = &["all", "workflow", "task", "checkpoint", "health", "compat"];
+pub const KNOWN_TOOLSETS: &[&str] = &[
+    "all",
+    "workflow",
+    "task",
+    "checkpoint",
+    "billing",
+    "health",
+    "compat",
+];
 
 pub fn is_known_toolset(s: &str) -> bool {
     KNOWN_TOOLSETS.contains(&s)
@@ -69,6 +78,7 @@ pub enum ToolId {
     Health,
     Task,
     Checkpoint,
+    Billing,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
 }
@@ -167,10 +177,11 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 4] = [
+        let core: [(ToolId, &'static ToolSpec); 5] = [
             (ToolId::Workflow, &workflow::SPEC),
             (ToolId::Task, &task::SPEC),
             (ToolId::Checkpoint, &checkpoint::SPEC),
+            (ToolId::Billing, &billing::SPEC),
             (ToolId::Health, &health::SPEC),
         ];
         for (id, spec) in core {
@@ -470,6 +481,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
         ToolId::Health => health::call(ctx, action, r.args).await,
         ToolId::Task => task::call(ctx, action, r.args).await,
         ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
+        ToolId::Billing => billing::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }

@@ -162,6 +162,49 @@ fn one_line(w: &Workflow) -> String {
     )
 }
 
+/// A client-reported stage cost feeds the breaker as self-reported provider
+/// cost (never billed). Metering trouble is logged, never returned: the stage
+/// is already written.
+async fn record_stage_cost(ctx: &CallCtx, stage: &crate::workflows::Stage, workflow: &str) {
+    let app = &ctx.app;
+    let model = stage.model.clone().unwrap_or_else(|| "unknown".into());
+    let provider = app
+        .meter
+        .book()
+        .rows()
+        .iter()
+        .find(|r| r.model == model)
+        .map_or_else(|| "client".to_string(), |r| r.provider.clone());
+    let tokens = |v: Option<i64>| v.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+    let call = crate::metering::usage::Call {
+        org: ctx.principal.org.clone(),
+        key_id: ctx.principal.key_id.clone(),
+        workflow_id: Some(workflow.to_string()),
+        task_id: stage.task_id.clone(),
+        stage_id: Some(stage.id.clone()),
+        reason: crate::metering::usage::Reason::LlmCall,
+        tool: None,
+        provider,
+        model,
+        account_id: None,
+        billing_mode: crate::metering::usage::BillingMode::SelfReported,
+        usage: Some(crate::metering::pricing::Usage {
+            input: tokens(stage.tokens_input),
+            output: tokens(stage.tokens_output),
+            ..Default::default()
+        }),
+        reported_cost_nanos: Some(stage.cost_nanos),
+        latency_ms: tokens(stage.latency_ms),
+        outcome: "ok".into(),
+        source_system: "stage".into(),
+        source_reference: stage.id.clone(),
+        reservation_id: None,
+    };
+    if let Err(e) = app.meter.record(call).await {
+        tracing::warn!(error = %e, stage = %stage.id, "could not meter a self-reported stage cost");
+    }
+}
+
 pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput> {
     let p: Params = parse(args)?;
     let app = &ctx.app;
@@ -285,6 +328,9 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                     },
                 )
                 .await?;
+            if stage.cost_nanos > 0 {
+                record_stage_cost(ctx, &stage, &w.id).await;
+            }
             app.publish(Change::Workflow {
                 org: org.into(),
                 id: w.id.clone(),

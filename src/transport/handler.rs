@@ -211,15 +211,6 @@ impl ServerHandler for Handler {
         }
         let secs = started.elapsed().as_secs_f64();
         self.app.meter.count_run(&org, &key_id, tool, out.is_ok());
-        if out.is_ok() && self.app.meter.tool_price(tool).is_some() {
-            // Billing a priced tool stays off the request's path.
-            let app = self.app.clone();
-            tokio::spawn(async move {
-                if let Err(e) = app.meter.charge_tool(&org, &key_id, tool).await {
-                    tracing::warn!(error = %e, tool, "could not bill a priced tool call");
-                }
-            });
-        }
         let result = match out {
             Ok(out) => {
                 self.app.metrics.tool_call(tool, action, "ok", secs);
@@ -227,6 +218,24 @@ impl ServerHandler for Handler {
                 // value once more into a text block we replace anyway.
                 let mut r = CallToolResult::success(vec![ContentBlock::text(out.text)]);
                 r.structured_content = Some(out.structured);
+                // A tool priced by config is billed before the answer goes out,
+                // so an answered call is a committed charge; `_meta` says which.
+                if self.app.meter.tool_price(tool).is_some() {
+                    match self.app.meter.charge_tool(&org, &key_id, tool).await {
+                        Ok(Some(receipt)) => {
+                            let mut m = serde_json::Map::new();
+                            m.insert(
+                                "vaultline/charge".into(),
+                                serde_json::to_value(&receipt).unwrap_or_default(),
+                            );
+                            r.meta = Some(rmcp::model::MetaObject(m));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, tool, "could not bill a priced tool call")
+                        }
+                    }
+                }
                 r
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod billing;
 mod common;
 mod mcp_surface;
 mod surface;
