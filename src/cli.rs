@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`. Parses flags, layers them
+//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -47,6 +47,16 @@ pub enum Command {
     Orgs(OrgsCmd),
     /// Apply pending migrations and print the schema version.
     Migrate,
+    /// Run one tool action in-process as the owner of an org and print its
+    /// structured result as JSON (e.g. `call billing '{"action":"balance"}' --org acme`).
+    Call {
+        /// Tool name: workflow, task, checkpoint, billing, health, ...
+        tool: String,
+        /// The tool's arguments as a JSON object (default `{}`).
+        args: Option<String>,
+        #[arg(long)]
+        org: String,
+    },
     /// Print the append-only audit trail (key and admin actions) as JSON Lines.
     Audit {
         #[arg(long)]
@@ -113,6 +123,16 @@ pub enum OrgsCmd {
     Create { org: String },
     /// List orgs.
     List,
+    /// Show an org's billing account, or change its markup and mode.
+    Billing {
+        org: String,
+        /// Markup in basis points: 20000 = 2.0x (the default); at least 10000.
+        #[arg(long)]
+        markup_bp: Option<u32>,
+        /// prepaid (reservations also need credit) or postpaid (the default).
+        #[arg(long, value_parser = ["prepaid", "postpaid"])]
+        mode: Option<String>,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -198,6 +218,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(cfg, args).await,
         Command::Keys(cmd) => keys(cfg, cmd).await,
         Command::Orgs(cmd) => orgs(cfg, cmd).await,
+        Command::Call { tool, args, org } => {
+            let app = App::new(cfg)?;
+            let r = call_tool(&app, &tool, args.as_deref(), &org).await;
+            app.meter.flush_runs().await;
+            app.store.shutdown();
+            println!("{}", serde_json::to_string_pretty(&r?)?);
+            Ok(())
+        }
         Command::Audit { org, limit } => {
             let app = App::new(cfg)?;
             let rows = app.store.audit_list(org.as_deref(), limit).await;
@@ -247,6 +275,31 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     app.meter.flush_runs().await;
     app.store.shutdown();
     result
+}
+
+/// One tool call in-process as the org's owner (the operator at the console).
+async fn call_tool(
+    app: &Arc<App>,
+    tool: &str,
+    args: Option<&str>,
+    org: &str,
+) -> anyhow::Result<serde_json::Value> {
+    if !app.store.list_orgs().await?.iter().any(|(id, _, _)| id == org) {
+        bail!("unknown org {org:?}; create it with `vaultline orgs create {org}`");
+    }
+    let args: serde_json::Value = match args {
+        Some(a) => serde_json::from_str(a).context("the arguments are not a JSON object")?,
+        None => serde_json::json!({}),
+    };
+    let principal = Principal {
+        org: org.to_string(),
+        role: Role::Owner,
+        key_id: format!("cli:{}", whoami()),
+    };
+    let out = crate::tools::call_as(app, &principal, tool, args)
+        .await
+        .map_err(|e| anyhow::anyhow!("{tool}: {e}"))?;
+    Ok(out.structured)
 }
 
 async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
@@ -412,6 +465,39 @@ async fn orgs(cfg: Config, cmd: OrgsCmd) -> anyhow::Result<()> {
                 for (id, created, keys) in app.store.list_orgs().await? {
                     println!("{id}\tcreated {created}\t{keys} live keys");
                 }
+            }
+            OrgsCmd::Billing {
+                org,
+                markup_bp,
+                mode,
+            } => {
+                if !app.store.list_orgs().await?.iter().any(|(id, _, _)| *id == org) {
+                    bail!("unknown org {org:?}; create it with `vaultline orgs create {org}`");
+                }
+                let mut acct = app.store.billing_account(&org).await?;
+                if markup_bp.is_some() || mode.is_some() {
+                    let markup = markup_bp.unwrap_or(acct.markup_bp);
+                    let prepaid = mode.as_deref().map_or(acct.prepaid, |m| m == "prepaid");
+                    let detail = format!("markup_bp={markup} mode={}", if prepaid { "prepaid" } else { "postpaid" });
+                    acct = app
+                        .store
+                        .set_billing_account_audited(
+                            &org,
+                            markup,
+                            prepaid,
+                            &app.clock.now_text(),
+                            Some(audit(&app, &org, "billing.account", &org, Some(detail))),
+                        )
+                        .await?;
+                }
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "org": acct.org_id,
+                        "markup_bp": acct.markup_bp,
+                        "mode": if acct.prepaid { "prepaid" } else { "postpaid" },
+                    })
+                );
             }
         }
         Ok(())

@@ -74,6 +74,19 @@ impl Store {
         prepaid: bool,
         now: &str,
     ) -> Result<BillingAccount> {
+        self.set_billing_account_audited(org, markup_bp, prepaid, now, None)
+            .await
+    }
+
+    /// `set_billing_account` with an audit row in the same transaction.
+    pub async fn set_billing_account_audited(
+        &self,
+        org: &str,
+        markup_bp: u32,
+        prepaid: bool,
+        now: &str,
+        audit: Option<super::keys::AuditEntry>,
+    ) -> Result<BillingAccount> {
         if markup_bp < crate::metering::pricing::BP_ONE {
             return Err(Error::invalid(
                 "markup_bp",
@@ -88,6 +101,9 @@ impl Store {
                  ON CONFLICT(org_id) DO UPDATE SET markup_bp = ?2, mode = ?3, updated_at = ?4",
                 params![o, markup_bp, mode, n],
             )?;
+            if let Some(a) = &audit {
+                super::keys::insert_audit(c, a)?;
+            }
             Ok(BillingAccount { org_id: o, markup_bp, prepaid })
         })
         .await
