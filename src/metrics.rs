@@ -1,11 +1,14 @@
 //! Prometheus metrics: HTTP requests, tool calls by tool/action/outcome, tool
 //! latency, sessions and store errors, rendered as Prometheus text for `/metrics`.
-//! Labels never carry an org, key or account, so the page can be made public.
+//! The public registry's labels never carry an org, key or account, so the page
+//! can be made public; families labelled by org or account (quota percent by
+//! account) live in a private registry that `render(true)` adds, and the HTTP
+//! transport asks for it only when an admin key is required.
 
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -30,8 +33,17 @@ pub struct ToolNameLabel {
     pub tool: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub org: String,
+    pub account: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Families labelled by org or account: shown only behind an admin key.
+    private: Registry,
+    pub quota_percent: Family<AccountLabels, Gauge<f64, AtomicU64>>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub tool_calls: Family<ToolLabels, Counter>,
     pub tool_seconds: Family<ToolNameLabel, Histogram>,
@@ -90,8 +102,17 @@ impl Metrics {
             "Requests refused for a missing or bad key",
             auth_failures.clone(),
         );
+        let mut private = Registry::with_prefix("vaultline");
+        let quota_percent = Family::<AccountLabels, Gauge<f64, AtomicU64>>::default();
+        private.register(
+            "quota_percent",
+            "Percent of its quota window an account has used, by org and account",
+            quota_percent.clone(),
+        );
         Metrics {
             registry,
+            private,
+            quota_percent,
             http_requests,
             tool_calls,
             tool_seconds,
@@ -122,10 +143,31 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub fn set_quota_percent(&self, org: &str, account: &str, percent: f64) {
+        self.quota_percent
+            .get_or_create(&AccountLabels {
+                org: org.to_string(),
+                account: account.to_string(),
+            })
+            .set(percent);
+    }
+
+    /// Drops a removed account's series.
+    pub fn forget_quota(&self, org: &str, account: &str) {
+        self.quota_percent.remove(&AccountLabels {
+            org: org.to_string(),
+            account: account.to_string(),
+        });
+    }
+
+    /// The Prometheus text exposition; `private` adds the families labelled by
+    /// org or account (only behind an admin key).
+    pub fn render(&self, private: bool) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        let ok = encode_registry(&mut out, &self.registry).is_ok()
+            && (!private || encode_registry(&mut out, &self.private).is_ok())
+            && encode_eof(&mut out).is_ok();
+        if !ok {
             out.clear();
         }
         out
@@ -147,7 +189,20 @@ mod tests {
         let m = Metrics::new();
         m.tool_call("health", "status", "ok", 0.001);
         m.sessions.set(3);
-        let text = m.render();
+        m.set_quota_percent("acme", "acct1", 81.5);
+        let text = m.render(false);
+        assert!(
+            !text.contains("acme"),
+            "public metrics carry no org: {text}"
+        );
+        let private = m.render(true);
+        assert!(
+            private.contains("vaultline_quota_percent{org=\"acme\",account=\"acct1\"} 81.5"),
+            "{private}"
+        );
+        assert_eq!(private.matches("# EOF").count(), 1);
+        m.forget_quota("acme", "acct1");
+        assert!(!m.render(true).contains("acct1"));
         assert!(
             text.contains(
                 "vaultline_tool_calls_total{tool=\"health\",action=\"status\",outcome=\"ok\"} 1"

@@ -63,7 +63,7 @@ pub struct AuditEntry {
     pub created_at: String,
 }
 
-fn insert_audit(c: &rusqlite::Connection, a: &AuditEntry) -> Result<()> {
+pub(super) fn insert_audit(c: &rusqlite::Connection, a: &AuditEntry) -> Result<()> {
     c.execute(
         "INSERT INTO audit_log (org_id, id, actor, action, subject, detail, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7)",
         (&a.org_id, &a.id, &a.actor, &a.action, &a.subject, &a.detail, &a.created_at),

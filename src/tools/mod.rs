@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod compat;
 pub mod health;
+pub mod quota;
 pub mod task;
 pub mod workflow;
 
@@ -27,7 +28,15 @@ use crate::config::ToolsConfig;
 use crate::error::{Error, Result};
 
 /// Toolset names accepted by `--toolsets`.
-pub const KNOWN_TOOLSETS: &[&str] = &["all", "workflow", "task", "checkpoint", "health", "compat"];
+pub const KNOWN_TOOLSETS: &[&str] = &[
+    "all",
+    "workflow",
+    "task",
+    "checkpoint",
+    "health",
+    "quota",
+    "compat",
+];
 
 pub fn is_known_toolset(s: &str) -> bool {
     KNOWN_TOOLSETS.contains(&s)
@@ -69,6 +78,7 @@ pub enum ToolId {
     Health,
     Task,
     Checkpoint,
+    Quota,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
 }
@@ -167,10 +177,11 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 4] = [
+        let core: [(ToolId, &'static ToolSpec); 5] = [
             (ToolId::Workflow, &workflow::SPEC),
             (ToolId::Task, &task::SPEC),
             (ToolId::Checkpoint, &checkpoint::SPEC),
+            (ToolId::Quota, &quota::SPEC),
             (ToolId::Health, &health::SPEC),
         ];
         for (id, spec) in core {
@@ -470,6 +481,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
         ToolId::Health => health::call(ctx, action, r.args).await,
         ToolId::Task => task::call(ctx, action, r.args).await,
         ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
+        ToolId::Quota => quota::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }

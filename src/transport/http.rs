@@ -503,7 +503,8 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        // Families labelled by org or account only behind an admin key.
+        app.metrics.render(!app.config.metrics.public),
     )
         .into_response()
 }
