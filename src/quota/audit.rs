@@ -232,7 +232,10 @@ pub async fn run(
         Ok((r, files))
     }
     .await;
-    if let Err(e) = &result {
+    // A caller's mistake (a bad date) is refused, not an audit failure.
+    if let Err(e) = &result
+        && !matches!(e, Error::Invalid { .. })
+    {
         let day = date
             .unwrap_or_else(|| app.clock.now().date_naive())
             .to_string();

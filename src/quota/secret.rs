@@ -65,6 +65,13 @@ impl SecretRef {
                     "env:{name} is not an environment variable name (letters, digits and _)"
                 )));
             }
+            // The config reads every VAULTLINE_* variable and refuses unknown
+            // ones, so a secret there would stop the server from starting.
+            if name.starts_with("VAULTLINE_") {
+                return Err(SecretError(format!(
+                    "env:{name}: VAULTLINE_* variables are configuration; keep the secret in another variable"
+                )));
+            }
             return Ok(SecretRef::Env(name.to_string()));
         }
         if let Some(path) = s.strip_prefix("file:") {
@@ -197,6 +204,7 @@ mod tests {
             ("env:", Err("environment variable name")),
             ("env:2X", Err("environment variable name")),
             ("env:A-B", Err("environment variable name")),
+            ("env:VAULTLINE_KEY", Err("configuration")),
             ("file:relative/key", Err("absolute path")),
             ("sk-live-abcdef", Err("never the secret itself")),
             ("", Err("env:NAME or file:")),
@@ -292,7 +300,7 @@ mod tests {
     #[test]
     fn env_secrets() {
         // A name no other test or process sets.
-        let name = "VAULTLINE_TEST_SECRET_REF_UNSET_4711";
+        let name = "VL_TEST_SECRET_REF_UNSET_4711";
         let e = SecretRef::Env(name.into()).resolve().unwrap_err();
         assert!(e.0.contains("not set"), "{e}");
         // Setting a variable here would race other tests (set_var is unsafe in

@@ -590,3 +590,350 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use crate::app::App;
+    use crate::auth::{Principal, Role};
+    use crate::tools::{call_as, test_app};
+
+    async fn ok(app: &Arc<App>, p: &Principal, args: Value) -> Value {
+        match call_as(app, p, "quota", args.clone()).await {
+            Ok(o) => o.structured,
+            Err(e) => panic!("{args}: {e}"),
+        }
+    }
+
+    async fn err(app: &Arc<App>, p: &Principal, args: Value) -> String {
+        call_as(app, p, "quota", args.clone())
+            .await
+            .map(|o| panic!("{args} should fail: {}", o.text))
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn secret_file(dir: &std::path::Path, name: &str, mode: u32) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, "sk-test-0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        format!("file:{}", p.display())
+    }
+
+    fn add(secret_ref: &str) -> Value {
+        json!({"action": "accounts", "op": "add", "provider": "openai", "name": "key-1",
+               "billing_mode": "metered", "secret_ref": secret_ref, "limit_kind": "requests",
+               "limit": 10, "window": "day"})
+    }
+
+    #[tokio::test]
+    async fn statuses_roles_and_isolation() {
+        let (app, dir) = test_app();
+        for o in ["a", "b"] {
+            app.store
+                .ensure_org(o, "2026-01-01T00:00:00.000Z")
+                .await
+                .unwrap();
+        }
+        let admin = Principal::local("a", Role::Admin);
+        let op = Principal::local("a", Role::Operator);
+        let viewer = Principal::local("a", Role::Viewer);
+        let other = Principal::local("b", Role::Owner);
+        let good = secret_file(dir.path(), "good", 0o600);
+        let out = ok(&app, &admin, add(&good)).await;
+        let id = out["accounts"][0]["id"].as_str().unwrap().to_string();
+        assert_eq!(out["accounts"][0]["secret_ref"], good.as_str());
+        assert_eq!(out["accounts"][0]["figures"]["status"], "ACTIVE");
+        for (n, want) in [
+            (5, "ACTIVE"),
+            (3, "WARNING"),
+            (1, "CRITICAL"),
+            (1, "EXHAUSTED"),
+        ] {
+            let r = ok(
+                &app,
+                &op,
+                json!({"action": "record", "account_id": id, "requests": n}),
+            )
+            .await;
+            assert_eq!(r["accounts"][0]["figures"]["status"], want, "{r}");
+        }
+        let s = ok(&app, &viewer, json!({"action": "status", "account_id": id})).await;
+        assert_eq!(s["accounts"][0]["figures"]["remaining"], 0);
+        assert_eq!(s["accounts"][0]["figures"]["percent"], 100.0);
+        // Manual records alerted once per level.
+        let kinds: Vec<String> = app
+            .store
+            .alerts_list("a", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.kind)
+            .collect();
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        // Idempotent records.
+        let r1 = ok(
+            &app,
+            &op,
+            json!({"action": "record", "account_id": id, "tokens": 7, "idempotency_key": "k1"}),
+        )
+        .await;
+        let r2 = ok(
+            &app,
+            &op,
+            json!({"action": "record", "account_id": id, "tokens": 7, "idempotency_key": "k1"}),
+        )
+        .await;
+        assert_eq!(
+            (r1["created"].clone(), r2["created"].clone()),
+            (json!(true), json!(false))
+        );
+        assert_eq!(r1["usage"]["id"], r2["usage"]["id"]);
+        // Roles.
+        for (who, args, needle) in [
+            (&viewer, add(&good), "needs role admin"),
+            (
+                &op,
+                json!({"action": "accounts", "op": "remove", "account_id": id}),
+                "needs role admin",
+            ),
+            (
+                &viewer,
+                json!({"action": "record", "account_id": id, "requests": 1}),
+                "needs role operator",
+            ),
+            (
+                &op,
+                json!({"action": "rotate", "account_id": id}),
+                "needs role admin",
+            ),
+            (
+                &viewer,
+                json!({"action": "report", "write": true}),
+                "needs role admin",
+            ),
+        ] {
+            let e = err(&app, who, args.clone()).await;
+            assert!(e.contains(needle), "{args}: {e}");
+        }
+        ok(&app, &viewer, json!({"action": "accounts"})).await;
+        ok(&app, &viewer, json!({"action": "report"})).await;
+        // Another org's id is simply not found.
+        for args in [
+            json!({"action": "status", "account_id": id}),
+            json!({"action": "record", "account_id": id, "requests": 1}),
+            json!({"action": "accounts", "op": "update", "account_id": id, "limit": 5}),
+            json!({"action": "accounts", "op": "remove", "account_id": id}),
+            json!({"action": "rotate", "account_id": id}),
+        ] {
+            let e = err(&app, &other, args.clone()).await;
+            assert!(e.contains("not found"), "{args}: {e}");
+        }
+        assert_eq!(
+            ok(&app, &other, json!({"action": "accounts"})).await["accounts"],
+            json!([])
+        );
+        // Update, rotate, remove.
+        let u = ok(
+            &app,
+            &admin,
+            json!({"action": "accounts", "op": "update", "account_id": id,
+            "limit": 100, "window": "rolling", "window_minutes": 300}),
+        )
+        .await;
+        assert_eq!(u["accounts"][0]["figures"]["status"], "ACTIVE");
+        assert_eq!(u["accounts"][0]["window_minutes"], 300);
+        let r = ok(
+            &app,
+            &admin,
+            json!({"action": "rotate", "account_id": id,
+            "token_expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+        assert_eq!(
+            r["accounts"][0]["token_expires_at"],
+            "2099-01-01T00:00:00.000Z"
+        );
+        assert!(r["accounts"][0]["rotated_at"].is_string());
+        let gone = ok(
+            &app,
+            &admin,
+            json!({"action": "accounts", "op": "remove", "account_id": id}),
+        )
+        .await;
+        assert!(gone["accounts"][0]["removed_at"].is_string());
+        assert_eq!(
+            ok(&app, &viewer, json!({"action": "accounts"})).await["accounts"],
+            json!([])
+        );
+        let all = ok(
+            &app,
+            &viewer,
+            json!({"action": "accounts", "include_removed": true}),
+        )
+        .await;
+        assert_eq!(all["accounts"].as_array().unwrap().len(), 1);
+        // The audit trail has the admin changes.
+        let actions: Vec<String> = app
+            .store
+            .audit_list(Some("a"), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "quota.account.add",
+                "quota.account.update",
+                "quota.account.rotate",
+                "quota.account.remove"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_input_names_the_field_and_writes_nothing() {
+        let (app, dir) = test_app();
+        app.store
+            .ensure_org("a", "2026-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let admin = Principal::local("a", Role::Admin);
+        let good = secret_file(dir.path(), "good", 0o600);
+        let open = secret_file(dir.path(), "open", 0o644);
+        let with = |k: &str, v: Value| {
+            let mut a = add(&good);
+            a[k] = v;
+            a
+        };
+        let cases: Vec<(Value, &str)> = vec![
+            (add(&open), "chmod 600"),
+            (add("sk-live-pasted-secret"), "secret_ref"),
+            (add("env:VL_SURELY_UNSET_VAR_93"), "not set"),
+            (add("env:VAULTLINE_DB_PATH"), "configuration"),
+            (with("limit", json!(0)), "limit"),
+            (with("limit", json!(-5)), "limit"),
+            (with("window", json!("rolling")), "window_minutes"),
+            (with("window_minutes", json!(60)), "window_minutes"),
+            (with("window", json!("week")), "window"),
+            (with("provider", json!("Open AI!")), "provider"),
+            (with("name", json!("  ")), "name"),
+            (with("token_expires_at", json!("soon")), "token_expires_at"),
+            (with("limit_kind", json!("dollars")), "limit_kind"),
+            (
+                json!({"action": "accounts", "op": "add", "provider": "x"}),
+                "name",
+            ),
+            (
+                json!({"action": "status", "account_id": "01NOPE"}),
+                "not found",
+            ),
+            (
+                json!({"action": "record", "account_id": "01NOPE", "requests": 1}),
+                "not found",
+            ),
+            (
+                json!({"action": "record", "account_id": "01NOPE", "requests": -1}),
+                "requests",
+            ),
+            (
+                json!({"action": "record", "account_id": "01NOPE", "usd_nanos": 1e18}),
+                "usd_nanos",
+            ),
+            (json!({"action": "report", "date": "yesterday"}), "date"),
+            (json!({"action": "report", "date": "2999-01-01"}), "future"),
+            (json!({"action": "accounts", "op": "explode"}), "op"),
+        ];
+        for (args, needle) in cases {
+            let e = err(&app, &admin, args.clone()).await;
+            assert!(e.contains(needle), "{args}: {e}");
+            assert!(
+                !e.contains("sk-test") && !e.contains("sk-live"),
+                "no secret in errors: {e}"
+            );
+        }
+        assert_eq!(
+            ok(
+                &app,
+                &admin,
+                json!({"action": "accounts", "include_removed": true})
+            )
+            .await["accounts"],
+            json!([])
+        );
+        assert!(
+            app.store
+                .audit_list(Some("a"), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing half-written"
+        );
+        // A zero record and a past expiry, on a real account.
+        let id = ok(&app, &admin, add(&good)).await["accounts"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let e = err(&app, &admin, json!({"action": "record", "account_id": id})).await;
+        assert!(e.contains("above 0"), "{e}");
+        let e = err(
+            &app,
+            &admin,
+            json!({"action": "rotate", "account_id": id, "token_expires_at": "2001-01-01"}),
+        )
+        .await;
+        assert!(e.contains("token_expires_at"), "{e}");
+        let e = err(
+            &app,
+            &admin,
+            json!({"action": "accounts", "op": "update", "account_id": id, "provider": "x"}),
+        )
+        .await;
+        assert!(e.contains("provider"), "{e}");
+        let e = err(
+            &app,
+            &admin,
+            json!({"action": "accounts", "op": "update", "account_id": id, "window_minutes": 5}),
+        )
+        .await;
+        assert!(e.contains("window_minutes"), "{e}");
+        let e = err(
+            &app,
+            &admin,
+            json!({"action": "accounts", "op": "update", "account_id": id, "secret_ref": open}),
+        )
+        .await;
+        assert!(e.contains("chmod 600"), "{e}");
+        let e = err(&app, &admin, add(&good)).await;
+        assert!(e.contains("already exists"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn read_only_mode_refuses_changes_but_lists() {
+        let dir = crate::tools::tempfile_dir::TempDir::new();
+        let mut cfg = crate::config::Config {
+            db_path: dir.path().join("ro.db"),
+            ..Default::default()
+        };
+        cfg.tools.read_only = true;
+        let app = App::new(cfg).unwrap();
+        app.store
+            .ensure_org("a", "2026-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let owner = Principal::local("a", Role::Owner);
+        let good = secret_file(dir.path(), "good", 0o600);
+        let e = err(&app, &owner, add(&good)).await;
+        assert!(e.contains("read-only"), "{e}");
+        let e = err(&app, &owner, json!({"action": "report", "write": true})).await;
+        assert!(e.contains("read-only"), "{e}");
+        ok(&app, &owner, json!({"action": "accounts"})).await;
+        ok(&app, &owner, json!({"action": "report"})).await;
+    }
+}

@@ -5,4 +5,5 @@ mod access;
 mod bad_input;
 mod common;
 mod mcp_surface;
+mod quota;
 mod surface;
