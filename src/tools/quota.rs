@@ -423,7 +423,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
             if p.account_id.is_some()
                 && let Some(v) = views.pop()
             {
-                return one(v, "");
+                return one(v, "status:");
             }
             let text = lines(format!("{} quota accounts", views.len()), &views);
             ToolOutput::new(
