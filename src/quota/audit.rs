@@ -1,6 +1,6 @@
 //! The daily quota audit: every account's figures and status, the alerts they
-//! raise (WARNING / CRITICAL / EXHAUSTED, once per account, level and window),
-//! written as `quota-report-YYYY-MM-DD.json` and a readable YAML twin.
+//! raise (WARNING / CRITICAL / EXHAUSTED, once per account, level and window;
+//! a credential expired, expiring within 7 days, or due for refresh), written as `quota-report-YYYY-MM-DD.json` and a readable YAML twin.
 //!
 //! It runs three ways: `vaultline quota report` (for system timers), the `quota
 //! report` tool, and an in-process schedule at `quota.audit_utc` that takes the
@@ -15,10 +15,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Status;
 use super::service::{AccountView, figures_of, publish_gauges};
+use super::{Account, Status};
 use crate::app::App;
-use crate::clock::fmt_time;
+use crate::clock::{fmt_time, parse_time};
 use crate::error::{Error, Result};
 
 /// The lease row the schedule takes.
@@ -113,6 +113,51 @@ fn alert_message(v: &AccountView, status: Status) -> String {
     )
 }
 
+/// How far ahead the audit warns of a credential's expiry.
+pub const EXPIRY_NOTICE: Duration = Duration::days(7);
+
+/// An alert about the account's credential, if one is due at `at`: expired,
+/// expiring within `EXPIRY_NOTICE`, or past its refresh date. The period key is
+/// the date in question, so each expiry (or refresh date) alerts once.
+pub fn credential_alert(a: &Account, at: DateTime<Utc>) -> Option<(&'static str, String, String)> {
+    let when = |s: &Option<String>| s.as_deref().and_then(parse_time);
+    let who = format!("quota account {:?} ({})", a.name, a.provider);
+    if let Some(exp) = when(&a.token_expires_at) {
+        let key = exp.date_naive().to_string();
+        if exp <= at {
+            return Some((
+                "credential_expired",
+                key,
+                format!(
+                    "{who}: its credential expired at {}; rotate it (quota rotate)",
+                    fmt_time(exp)
+                ),
+            ));
+        }
+        if exp - at <= EXPIRY_NOTICE {
+            return Some((
+                "credential_expiring",
+                key,
+                format!(
+                    "{who}: its credential expires at {}; rotate it before then",
+                    fmt_time(exp)
+                ),
+            ));
+        }
+    }
+    match when(&a.refresh_at) {
+        Some(r) if r <= at => Some((
+            "credential_refresh_due",
+            r.date_naive().to_string(),
+            format!(
+                "{who}: its credential was due for refresh at {}",
+                fmt_time(r)
+            ),
+        )),
+        _ => None,
+    }
+}
+
 /// Builds the report for `org` (or every org with accounts) for `date` (default
 /// today, UTC). With `raise`, and only for today, raises the alerts it finds.
 pub async fn report(
@@ -144,26 +189,32 @@ pub async fn report(
         }
         for v in &views {
             let Some(f) = &v.figures else { continue };
-            let Some(kind) = alert_kind(f.status) else {
-                continue;
-            };
-            let period_key = v.account.window().period_key(at);
-            let message = alert_message(v, f.status);
-            let raised = if raise && live {
-                app.alerts
-                    .raise(&o, kind, &v.account.id, &period_key, &message)
-                    .await?
-            } else {
-                false
-            };
-            alerts.push(AlertLine {
-                org: o.clone(),
-                kind: kind.into(),
-                subject: v.account.id.clone(),
-                period_key,
-                message,
-                raised,
-            });
+            let mut due = Vec::new();
+            if let Some(kind) = alert_kind(f.status) {
+                due.push((
+                    kind,
+                    v.account.window().period_key(at),
+                    alert_message(v, f.status),
+                ));
+            }
+            due.extend(credential_alert(&v.account, at));
+            for (kind, period_key, message) in due {
+                let raised = if raise && live {
+                    app.alerts
+                        .raise(&o, kind, &v.account.id, &period_key, &message)
+                        .await?
+                } else {
+                    false
+                };
+                alerts.push(AlertLine {
+                    org: o.clone(),
+                    kind: kind.into(),
+                    subject: v.account.id.clone(),
+                    period_key,
+                    message,
+                    raised,
+                });
+            }
         }
         accounts.extend(views);
     }
@@ -344,6 +395,59 @@ mod tests {
     use crate::auth::{Principal, Role};
     use crate::tools::{call_as, test_app};
     use serde_json::json;
+
+    #[test]
+    fn credential_alert_cases() {
+        use crate::quota::tests::{account, t};
+        use crate::quota::{LimitKind, Window};
+        let at = t("2026-11-24T02:00:00Z");
+        // (token_expires_at, refresh_at, expected (kind, period key))
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<(&'static str, &'static str)>,
+        );
+        let cases: &[Case] = &[
+            (None, None, None),
+            (Some("2027-01-01T00:00:00Z"), None, None),
+            (
+                Some("2026-11-30T00:00:00Z"),
+                None,
+                Some(("credential_expiring", "2026-11-30")),
+            ),
+            (
+                Some("2026-11-24T01:00:00Z"),
+                None,
+                Some(("credential_expired", "2026-11-24")),
+            ),
+            (
+                None,
+                Some("2026-11-20T00:00:00Z"),
+                Some(("credential_refresh_due", "2026-11-20")),
+            ),
+            (None, Some("2026-11-25T00:00:00Z"), None),
+            // Expiry says more than refresh.
+            (
+                Some("2026-11-23T00:00:00Z"),
+                Some("2026-11-20T00:00:00Z"),
+                Some(("credential_expired", "2026-11-23")),
+            ),
+        ];
+        for (exp, refresh, want) in cases {
+            let mut a = account(LimitKind::Requests, 1, Window::Day);
+            a.token_expires_at = exp.map(String::from);
+            a.refresh_at = refresh.map(String::from);
+            let got = credential_alert(&a, at);
+            assert_eq!(
+                got.as_ref().map(|(k, p, _)| (*k, p.as_str())),
+                *want,
+                "{exp:?} {refresh:?}"
+            );
+            if let Some((_, _, m)) = got {
+                assert!(m.contains("seat-1") && m.contains("anthropic"), "{m}");
+            }
+        }
+    }
 
     #[test]
     fn as_of_cases() {
