@@ -547,7 +547,7 @@ impl Store {
 
     /// Orgs that have at least one live quota account.
     pub async fn quota_orgs(&self) -> Result<Vec<String>> {
-        self.read(|c| {
+        self.read_cancellable(None, |c| {
             let rows = c
                 .prepare_cached(
                     "SELECT DISTINCT org_id FROM quota_accounts WHERE removed_at IS NULL ORDER BY org_id",
