@@ -1,6 +1,7 @@
 //! The application state shared by every transport and session: config, store,
-//! clock, ids, key verification, rate limits, metrics, the tool registry and the
-//! change feed that drives resource subscriptions.
+//! clock, ids, key verification, rate limits, metrics, the tool registry, the
+//! change feed that drives resource subscriptions, alerts, and which quota
+//! account each ladder session used last.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::alerts::Alerts;
 use crate::auth::{KeyVerifier, RateLimiter};
 use crate::checkpoints::Redactor;
 use crate::clock::{Clock, Ids};
@@ -15,6 +17,7 @@ use crate::config::{Config, Profile};
 use crate::error::{Error, Result};
 use crate::metering::meter::Meter;
 use crate::metrics::Metrics;
+use crate::quota::choose::Sticky;
 use crate::store::Store;
 use crate::tools::Registry;
 
@@ -38,6 +41,10 @@ pub struct App {
     pub registry: Registry,
     pub redactor: Redactor,
     pub changes: broadcast::Sender<Change>,
+    /// Alerts: once per (org, kind, subject, period), logged and sent to the webhook.
+    pub alerts: Arc<Alerts>,
+    /// Which quota account each ladder session used last.
+    pub quota_sessions: Sticky,
     pub started: Instant,
     /// Live MCP sessions, kept current by the HTTP transport.
     pub sessions: AtomicUsize,
@@ -71,13 +78,14 @@ impl App {
         let redactor = Redactor::new(&config.checkpoints.redact_patterns)?;
         let (changes, _) = broadcast::channel(1024);
         let metrics = Metrics::new();
-        let meter = Arc::new(Meter::new(
-            store.clone(),
-            clock.clone(),
-            &config.billing,
-            &metrics,
-        )?);
+        let alerts = Arc::new(Alerts::new(store.clone(), clock.clone(), &config.alerts));
+        let meter = Arc::new(
+            Meter::new(store.clone(), clock.clone(), &config.billing, &metrics)?
+                .with_alerts(alerts.clone()),
+        );
         Ok(Arc::new(App {
+            alerts,
+            quota_sessions: Sticky::default(),
             metrics,
             meter,
             config,

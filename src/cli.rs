@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`. Parses flags, layers them
+//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`, `quota report`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -57,6 +57,9 @@ pub enum Command {
         #[arg(long)]
         org: String,
     },
+    /// Quota accounts: the daily report.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
     /// Print the append-only audit trail (key and admin actions) as JSON Lines.
     Audit {
         #[arg(long)]
@@ -114,6 +117,24 @@ pub enum KeysCmd {
         /// Grace period in days (default: auth.rotation_grace_days, 7).
         #[arg(long)]
         grace_days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCmd {
+    /// Run the daily quota audit now: write quota-report-DATE.json and .yaml,
+    /// raise its alerts, print the JSON on stdout (for system timers).
+    Report {
+        /// Only this org (default: every org with accounts).
+        #[arg(long)]
+        org: Option<String>,
+        /// Directory for the files (default: quota.report_dir, with /ORG for --org).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The day to report, YYYY-MM-DD (UTC; default today). A past day is
+        /// reported as of its last millisecond and raises no alerts.
+        #[arg(long)]
+        date: Option<String>,
     },
 }
 
@@ -226,6 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r?)?);
             Ok(())
         }
+        Command::Quota(cmd) => quota(cfg, cmd).await,
         Command::Audit { org, limit } => {
             let app = App::new(cfg)?;
             let rows = app.store.audit_list(org.as_deref(), limit).await;
@@ -260,6 +282,8 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     let app = App::new(cfg)?;
     app.spawn_probe(ct.clone());
     app.meter.spawn(ct.clone());
+    // The daily quota audit (when enabled) and the quota gauges of /metrics.
+    crate::quota::audit::spawn_schedule(app.clone(), ct.clone());
     let result = if args.stdio {
         let org = app.config.stdio.org.clone();
         app.store.ensure_org(&org, &app.clock.now_text()).await?;
@@ -284,7 +308,13 @@ async fn call_tool(
     args: Option<&str>,
     org: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    if !app.store.list_orgs().await?.iter().any(|(id, _, _)| id == org) {
+    if !app
+        .store
+        .list_orgs()
+        .await?
+        .iter()
+        .any(|(id, _, _)| id == org)
+    {
         bail!("unknown org {org:?}; create it with `vaultline orgs create {org}`");
     }
     let args: serde_json::Value = match args {
@@ -452,6 +482,63 @@ async fn keys_inner(app: &Arc<App>, cmd: KeysCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn quota(cfg: Config, cmd: QuotaCmd) -> anyhow::Result<()> {
+    let app = App::new(cfg)?;
+    let r = async {
+        match cmd {
+            QuotaCmd::Report { org, dir, date } => {
+                if let Some(o) = &org {
+                    auth::validate_org_slug(o).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
+                }
+                let date = date
+                    .as_deref()
+                    .map(|d| crate::quota::audit::parse_date("--date", d))
+                    .transpose()?;
+                let dir = dir.unwrap_or_else(|| {
+                    let base = app.config.quota.report_dir();
+                    match &org {
+                        Some(o) => base.join(o),
+                        None => base,
+                    }
+                });
+                let (report, files) =
+                    crate::quota::audit::run(&app, org.as_deref(), date, &dir).await?;
+                // An operator's run counts as the day's audit for the schedule.
+                let today = app.clock.now().date_naive().to_string();
+                if org.is_none() && report.date == today {
+                    app.store
+                        .lease_mark_done(
+                            crate::quota::audit::LEASE,
+                            &format!("cli:{}", whoami()),
+                            &today,
+                            &app.clock.now_text(),
+                        )
+                        .await?;
+                }
+                for f in &files {
+                    eprintln!("wrote {}", f.display());
+                }
+                let raised = report.alerts.iter().filter(|a| a.raised).count();
+                eprintln!(
+                    "{} accounts, {} alerts ({raised} raised now)",
+                    report.accounts.len(),
+                    report.alerts.len()
+                );
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    // Give queued webhook deliveries a moment before the process exits.
+    let pending = app.alerts.flush(std::time::Duration::from_secs(30)).await;
+    if pending > 0 {
+        eprintln!("{pending} alert webhook deliveries were still pending at exit");
+    }
+    app.store.shutdown();
+    r
+}
+
 async fn orgs(cfg: Config, cmd: OrgsCmd) -> anyhow::Result<()> {
     let app = App::new(cfg)?;
     let r = async {
@@ -471,14 +558,23 @@ async fn orgs(cfg: Config, cmd: OrgsCmd) -> anyhow::Result<()> {
                 markup_bp,
                 mode,
             } => {
-                if !app.store.list_orgs().await?.iter().any(|(id, _, _)| *id == org) {
+                if !app
+                    .store
+                    .list_orgs()
+                    .await?
+                    .iter()
+                    .any(|(id, _, _)| *id == org)
+                {
                     bail!("unknown org {org:?}; create it with `vaultline orgs create {org}`");
                 }
                 let mut acct = app.store.billing_account(&org).await?;
                 if markup_bp.is_some() || mode.is_some() {
                     let markup = markup_bp.unwrap_or(acct.markup_bp);
                     let prepaid = mode.as_deref().map_or(acct.prepaid, |m| m == "prepaid");
-                    let detail = format!("markup_bp={markup} mode={}", if prepaid { "prepaid" } else { "postpaid" });
+                    let detail = format!(
+                        "markup_bp={markup} mode={}",
+                        if prepaid { "prepaid" } else { "postpaid" }
+                    );
                     acct = app
                         .store
                         .set_billing_account_audited(

@@ -33,6 +33,8 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub checkpoints: CheckpointConfig,
     pub billing: BillingConfig,
+    pub quota: QuotaConfig,
+    pub alerts: AlertsConfig,
     /// Fixed clock for tests (RFC 3339), honoured only with `profile = "test"`.
     pub test_clock: Option<String>,
 }
@@ -139,6 +141,69 @@ pub struct CheckpointConfig {
     pub chunk_chars: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// UTC time of the daily quota audit, `HH:MM`.
+    pub audit_utc: String,
+    /// Where the audit writes `quota-report-YYYY-MM-DD.{json,yaml}`.
+    /// Default: `<data dir>/vaultline/reports`.
+    pub report_dir: Option<PathBuf>,
+    /// Run the audit on its schedule inside `serve`. Default: on, except in the
+    /// `test` profile.
+    pub audit_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// POST each alert as JSON here (besides the `vaultline::alert` log event).
+    pub webhook_url: Option<String>,
+    /// Retries of a failed webhook delivery, with exponential backoff.
+    pub webhook_retries: u32,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            audit_utc: "02:00".into(),
+            report_dir: None,
+            audit_enabled: None,
+        }
+    }
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url: None,
+            webhook_retries: 5,
+        }
+    }
+}
+
+impl QuotaConfig {
+    /// The audit time as (hour, minute); `validate` has checked it.
+    pub fn audit_time(&self) -> Option<chrono::NaiveTime> {
+        chrono::NaiveTime::parse_from_str(&self.audit_utc, "%H:%M").ok()
+    }
+
+    pub fn report_dir(&self) -> PathBuf {
+        self.report_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir().join("reports"))
+    }
+}
+
+impl Config {
+    /// Does `serve` run the daily quota audit?
+    pub fn audit_enabled(&self) -> bool {
+        self.quota
+            .audit_enabled
+            .unwrap_or(self.profile != Profile::Test)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -153,6 +218,8 @@ impl Default for Config {
             tools: ToolsConfig::default(),
             checkpoints: CheckpointConfig::default(),
             billing: BillingConfig::default(),
+            quota: QuotaConfig::default(),
+            alerts: AlertsConfig::default(),
             test_clock: None,
         }
     }
@@ -431,6 +498,26 @@ impl Config {
                 )));
             }
         }
+        if self.quota.audit_time().is_none() {
+            return Err(ConfigError(format!(
+                "quota.audit_utc: {:?} is not a UTC time HH:MM (e.g. \"02:00\")",
+                self.quota.audit_utc
+            )));
+        }
+        if let Some(url) = &self.alerts.webhook_url {
+            let ok = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError(
+                    "alerts.webhook_url must be an http(s) URL".into(),
+                ));
+            }
+        }
+        if self.alerts.webhook_retries > 20 {
+            return Err(ConfigError(
+                "alerts.webhook_retries must be at most 20".into(),
+            ));
+        }
         if self.test_clock.is_some() && self.profile != Profile::Test {
             return Err(ConfigError(
                 "test_clock is honoured only with profile = \"test\"".into(),
@@ -456,6 +543,14 @@ mod tests {
         assert!(cfg.db_path.ends_with("vaultline.db"));
         assert_eq!(cfg.http.session_keep_alive_secs, 3600);
         assert!(!cfg.auth.allow_anonymous_discovery);
+        assert!(cfg.audit_enabled());
+        assert_eq!(cfg.quota.audit_utc, "02:00");
+        assert!(cfg.quota.report_dir().ends_with("vaultline/reports"));
+        let test = Config {
+            profile: Profile::Test,
+            ..Config::default()
+        };
+        assert!(!test.audit_enabled(), "off in the test profile unless set");
     }
 
     #[test]
@@ -513,6 +608,15 @@ mod tests {
             jail.create_file("c.toml", "nonsense = 1\n")?;
             let err = Config::load(Some(Path::new("c.toml"))).unwrap_err();
             assert!(err.0.contains("nonsense"), "{}", err.0);
+            jail.create_file("q.toml", "[quota]\naudit_utc = \"25:00\"\n")?;
+            let err = Config::load(Some(Path::new("q.toml"))).unwrap_err();
+            assert!(err.0.contains("quota.audit_utc"), "{}", err.0);
+            jail.create_file("w.toml", "[alerts]\nwebhook_url = \"ftp://x\"\n")?;
+            let err = Config::load(Some(Path::new("w.toml"))).unwrap_err();
+            assert!(err.0.contains("alerts.webhook_url"), "{}", err.0);
+            jail.create_file("x.toml", "[quota]\nschedule = 1\n")?;
+            let err = Config::load(Some(Path::new("x.toml"))).unwrap_err();
+            assert!(err.0.contains("schedule"), "{}", err.0);
             jail.create_file("d.toml", "[tools]\ntoolsets = [\"bogus\"]\n")?;
             let err = Config::load(Some(Path::new("d.toml"))).unwrap_err();
             assert!(err.0.contains("bogus"), "{}", err.0);

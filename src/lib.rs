@@ -4,13 +4,14 @@
 //! - `cli` — the command line (`serve`, `keys`, `orgs`, `migrate`); start-up only.
 //! - `transport` — the only code that knows HTTP, stdio, JSON-RPC and rmcp.
 //! - `tools` — one file per MCP tool, and the registry that lists, checks and dispatches them.
-//! - domain modules — `workflows`, `tasks`, `checkpoints`: rules as plain functions over plain data.
+//! - domain modules — `workflows`, `tasks`, `checkpoints`, `quota`: rules as plain functions over plain data.
 //! - `auth` — roles, principals, API keys, rate limits.
 //! - `store` — the only importer of rusqlite: typed verbs over one SQLite file.
-//! - `app`, `config`, `clock`, `error`, `metrics` — shared plumbing.
+//! - `app`, `config`, `clock`, `error`, `metrics`, `alerts` — shared plumbing.
 //!
 //! See `docs/ARCHITECTURE.md` for the invariants.
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod checkpoints;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod metering;
 pub mod metrics;
 pub mod money;
+pub mod quota;
 pub mod store;
 pub mod tasks;
 pub mod tools;

@@ -46,6 +46,12 @@ pub struct OrgToolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub org: String,
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OrgWindowLabels {
     pub org: String,
     pub window: &'static str,
@@ -67,6 +73,8 @@ pub struct Metrics {
     registry: Registry,
     org_registry: Registry,
     pub org: OrgMetrics,
+    /// Quota used, in percent of the limit, by org and account.
+    pub quota_percent: Family<AccountLabels, Gauge<f64, AtomicU64>>,
     /// Calls recorded without usage or cost (provider cost 0, flagged).
     pub usage_missing: Counter,
     /// Run-unit counts that could not be written (fail-open).
@@ -163,9 +171,16 @@ impl Metrics {
             "1 while the org's cost circuit breaker halts spending (window day or month)",
             org.breaker_open.clone(),
         );
+        let quota_percent = Family::<AccountLabels, Gauge<f64, AtomicU64>>::default();
+        org_registry.register(
+            "quota_percent",
+            "Quota used, in percent of the account's limit, by org and account",
+            quota_percent.clone(),
+        );
         Metrics {
             registry,
             org_registry,
+            quota_percent,
             org,
             usage_missing,
             run_units_dropped,
@@ -197,6 +212,23 @@ impl Metrics {
         self.tool_seconds
             .get_or_create(&ToolNameLabel { tool })
             .observe(seconds);
+    }
+
+    pub fn set_quota_percent(&self, org: &str, account: &str, percent: f64) {
+        self.quota_percent
+            .get_or_create(&AccountLabels {
+                org: org.to_string(),
+                account: account.to_string(),
+            })
+            .set(percent);
+    }
+
+    /// Drops a removed account's series.
+    pub fn forget_quota(&self, org: &str, account: &str) {
+        self.quota_percent.remove(&AccountLabels {
+            org: org.to_string(),
+            account: account.to_string(),
+        });
     }
 
     /// The Prometheus text exposition. `org` adds the org registry's series of
@@ -246,10 +278,18 @@ mod tests {
                 model: "deepseek/deepseek-chat".into(),
             })
             .inc_by(1960);
+        m.set_quota_percent("acme", "acct1", 81.5);
         assert!(
             !m.render(None).contains("acme"),
             "public metrics carry no org"
         );
+        assert!(
+            m.render(Some("acme"))
+                .contains("vaultline_quota_percent{org=\"acme\",account=\"acct1\"} 81.5")
+        );
+        assert_eq!(m.render(Some("acme")).matches("# EOF").count(), 1);
+        m.forget_quota("acme", "acct1");
+        assert!(!m.render(Some("acme")).contains("acct1"));
         assert!(
             !m.render(Some("other")).contains("acme"),
             "nor another org's"

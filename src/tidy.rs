@@ -80,7 +80,13 @@ fn only_the_transport_knows_rmcp() {
 
 #[test]
 fn tools_and_domain_hold_no_sql() {
-    for dir in ["src/tools", "src/workflows", "src/tasks", "src/checkpoints"] {
+    for dir in [
+        "src/tools",
+        "src/workflows",
+        "src/tasks",
+        "src/checkpoints",
+        "src/quota",
+    ] {
         for (path, text) in files_under(dir) {
             for sql in ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM"] {
                 assert!(

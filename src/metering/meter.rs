@@ -17,6 +17,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerts;
 use crate::clock::{Clock, Ids, fmt_time};
 use crate::config::BillingConfig;
 use crate::error::{Error, Result};
@@ -78,8 +79,10 @@ pub struct Meter {
     usage_missing: prometheus_client::metrics::counter::Counter,
     runs_dropped: prometheus_client::metrics::counter::Counter,
     runs: Mutex<HashMap<RunKey, (u64, u64)>>,
-    /// Alerts raised by this process (kind, subject, period), so each is raised once.
+    /// Alerts raised by this process (kind, subject, period), so the store is
+    /// asked once; its unique index dedupes across processes and restarts.
     raised: Mutex<HashSet<(String, String, String)>>,
+    alerts: Option<Arc<Alerts>>,
     /// This process, as a lease holder.
     holder: String,
 }
@@ -144,8 +147,15 @@ impl Meter {
             runs_dropped: metrics.run_units_dropped.clone(),
             runs: Mutex::new(HashMap::new()),
             raised: Mutex::new(HashSet::new()),
+            alerts: None,
             holder,
         })
+    }
+
+    /// Sends the breaker's alerts through `alerts` (else they are only logged).
+    pub fn with_alerts(mut self, alerts: Arc<Alerts>) -> Meter {
+        self.alerts = Some(alerts);
+        self
     }
 
     pub fn book(&self) -> &PriceBook {
@@ -322,7 +332,8 @@ impl Meter {
                     crate::money::fmt_usd(f.month_cost),
                     crate::money::fmt_usd(b.monthly_alert)
                 ),
-            );
+            )
+            .await;
         }
         if b.daily_halt > 0 && f.day_cost >= b.daily_halt && !f.reset_day {
             self.alert(
@@ -336,7 +347,7 @@ impl Meter {
                     crate::money::fmt_usd(b.daily_halt),
                     fmt_time(day_end(now))
                 ),
-            );
+            ).await;
         }
         if let Some(t) = task
             && b.task_alert > 0
@@ -358,19 +369,30 @@ impl Meter {
                     crate::money::fmt_usd(b.task_alert),
                     crate::money::fmt_usd(b.task_halt)
                 ),
-            );
+            )
+            .await;
         }
     }
 
-    /// Raises an alert once per (kind, subject, period) as a structured log event.
-    fn alert(&self, org: &str, kind: &str, subject: &str, period: &str, message: &str) {
+    /// Raises an alert once per (kind, subject, period).
+    async fn alert(&self, org: &str, kind: &str, subject: &str, period: &str, message: &str) {
         let first = self
             .raised
             .lock()
             .map(|mut r| r.insert((kind.to_string(), subject.to_string(), period.to_string())))
             .unwrap_or(true);
-        if first {
-            tracing::warn!(target: "vaultline::alert", org, kind, subject, period, message, "alert");
+        if !first {
+            return;
+        }
+        match &self.alerts {
+            Some(a) => {
+                if let Err(e) = a.raise(org, kind, subject, period, message).await {
+                    tracing::warn!(error = %e, kind, "could not record an alert");
+                }
+            }
+            None => {
+                tracing::warn!(target: "vaultline::alert", org, kind, subject, period, message, "alert")
+            }
         }
     }
 
@@ -586,9 +608,17 @@ impl Meter {
     async fn expire_leased(&self) {
         let now = self.clock.now();
         let until = fmt_time(now + chrono::Duration::seconds(30));
+        let now_text = fmt_time(now);
+        // The run key is the time itself: every tick is a new period to run.
         match self
             .store
-            .lease_take("reservation-expiry", &self.holder, fmt_time(now), until)
+            .lease_acquire(
+                "reservation-expiry",
+                &self.holder,
+                &now_text,
+                &now_text,
+                &until,
+            )
             .await
         {
             Ok(true) => match self.expire().await {

@@ -842,26 +842,6 @@ impl Store {
         })
         .await
     }
-
-    /// Takes (or renews) a scheduler lease; true when this holder has it now.
-    pub async fn lease_take(
-        &self,
-        name: &str,
-        holder: &str,
-        now: String,
-        expires_at: String,
-    ) -> Result<bool> {
-        let (n, h) = (name.to_string(), holder.to_string());
-        self.write(move |c| {
-            Ok(c.prepare_cached(
-                "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?4)
-                 ON CONFLICT(name) DO UPDATE SET holder = ?2, expires_at = ?4 WHERE holder = ?2 OR expires_at <= ?3",
-            )?
-            .execute(params![n, h, now, expires_at])?
-                > 0)
-        })
-        .await
-    }
 }
 
 fn budgets(c: &Connection, org: &str) -> Result<Vec<Budget>> {

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0003_metering.sql",
         include_str!("../../migrations/0003_metering.sql"),
     ),
+    (
+        4,
+        "0004_quota.sql",
+        include_str!("../../migrations/0004_quota.sql"),
+    ),
 ];
 
 /// What start-up found and did.

@@ -7,11 +7,13 @@
 //! after COMMIT, so "acknowledged" always means "committed". Every verb takes the
 //! org it acts in; no statement here reads or writes across orgs.
 
+mod alerts;
 mod checkpoints;
 mod keys;
 mod ledger;
 mod metering;
 mod migrate;
+mod quota;
 mod tasks;
 mod workflows;
 
@@ -24,12 +26,14 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub use alerts::{AlertRecord, Lease};
 #[allow(unused_imports)] // filled in as the tools land
 pub use checkpoints::*;
 pub use keys::*;
 pub use ledger::BillingAccount;
 pub use metering::*;
 pub use migrate::{MIGRATIONS, MigrationStatus};
+pub use quota::{AccountUpdate, ManualUsage, NewAccount, ObserveSpan, Rotation};
 #[allow(unused_imports)]
 pub use tasks::*;
 #[allow(unused_imports)]

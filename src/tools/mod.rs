@@ -11,6 +11,7 @@ pub mod billing;
 pub mod checkpoint;
 pub mod compat;
 pub mod health;
+pub mod quota;
 pub mod task;
 pub mod workflow;
 
@@ -34,6 +35,7 @@ pub const KNOWN_TOOLSETS: &[&str] = &[
     "task",
     "checkpoint",
     "billing",
+    "quota",
     "health",
     "compat",
 ];
@@ -79,6 +81,7 @@ pub enum ToolId {
     Task,
     Checkpoint,
     Billing,
+    Quota,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
 }
@@ -177,11 +180,12 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 5] = [
+        let core: [(ToolId, &'static ToolSpec); 6] = [
             (ToolId::Workflow, &workflow::SPEC),
             (ToolId::Task, &task::SPEC),
             (ToolId::Checkpoint, &checkpoint::SPEC),
             (ToolId::Billing, &billing::SPEC),
+            (ToolId::Quota, &quota::SPEC),
             (ToolId::Health, &health::SPEC),
         ];
         for (id, spec) in core {
@@ -482,6 +486,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
         ToolId::Task => task::call(ctx, action, r.args).await,
         ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
         ToolId::Billing => billing::call(ctx, action, r.args).await,
+        ToolId::Quota => quota::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }

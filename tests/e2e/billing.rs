@@ -462,9 +462,26 @@ fn billing_from_the_cli() {
     env.org("acme");
     let db = env.db();
     let acct = cli(&db, &["orgs", "billing", "acme"]);
-    assert!(acct.contains("\"markup_bp\":20000") && acct.contains("postpaid"), "{acct}");
-    let acct = cli(&db, &["orgs", "billing", "acme", "--markup-bp", "25000", "--mode", "prepaid"]);
-    assert!(acct.contains("\"markup_bp\":25000") && acct.contains("prepaid"), "{acct}");
+    assert!(
+        acct.contains("\"markup_bp\":20000") && acct.contains("postpaid"),
+        "{acct}"
+    );
+    let acct = cli(
+        &db,
+        &[
+            "orgs",
+            "billing",
+            "acme",
+            "--markup-bp",
+            "25000",
+            "--mode",
+            "prepaid",
+        ],
+    );
+    assert!(
+        acct.contains("\"markup_bp\":25000") && acct.contains("prepaid"),
+        "{acct}"
+    );
     let (ok_, _, err) = cli_raw(&db, &["orgs", "billing", "acme", "--markup-bp", "9000"]);
     assert!(!ok_ && err.contains("markup_bp"), "{err}");
     let (ok_, _, err) = cli_raw(&db, &["orgs", "billing", "nobody"]);
@@ -472,17 +489,47 @@ fn billing_from_the_cli() {
 
     let out = cli(
         &db,
-        &["call", "billing", r#"{"action":"topup","credits":1500,"idempotency_key":"cli-1"}"#, "--org", "acme"],
+        &[
+            "call",
+            "billing",
+            r#"{"action":"topup","credits":1500,"idempotency_key":"cli-1"}"#,
+            "--org",
+            "acme",
+        ],
     );
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["balance"]["credits"], 1500);
     assert_eq!(v["balance"]["markup_bp"], 25000);
-    let out = cli(&db, &["call", "billing", r#"{"action":"balance"}"#, "--org", "acme"]);
+    let out = cli(
+        &db,
+        &[
+            "call",
+            "billing",
+            r#"{"action":"balance"}"#,
+            "--org",
+            "acme",
+        ],
+    );
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["balance"]["usd"], "1.500000000");
-    let (ok_, _, err) = cli_raw(&db, &["call", "billing", r#"{"action":"topup","credits":-1,"idempotency_key":"x"}"#, "--org", "acme"]);
+    let (ok_, _, err) = cli_raw(
+        &db,
+        &[
+            "call",
+            "billing",
+            r#"{"action":"topup","credits":-1,"idempotency_key":"x"}"#,
+            "--org",
+            "acme",
+        ],
+    );
     assert!(!ok_ && err.contains("credits"), "{err}");
     let audit = cli(&db, &["audit", "--org", "acme"]);
-    assert!(audit.contains("billing.account") && audit.contains("billing.topup"), "{audit}");
-    assert!(audit.contains("cli:"), "the console user is the actor: {audit}");
+    assert!(
+        audit.contains("billing.account") && audit.contains("billing.topup"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("cli:"),
+        "the console user is the actor: {audit}"
+    );
 }

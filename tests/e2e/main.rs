@@ -6,4 +6,5 @@ mod bad_input;
 mod billing;
 mod common;
 mod mcp_surface;
+mod quota;
 mod surface;

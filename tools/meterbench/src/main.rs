@@ -90,7 +90,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Sustained charges for `dur` from `writers` tasks; returns (charges, seconds, p50 µs).
-async fn sustained(meter: Arc<Meter>, writers: u64, dur: Duration, tag: &str) -> Result<(u64, f64, f64)> {
+async fn sustained(
+    meter: Arc<Meter>,
+    writers: u64,
+    dur: Duration,
+    tag: &str,
+) -> Result<(u64, f64, f64)> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + dur;
@@ -136,12 +141,16 @@ async fn main() -> Result<()> {
     .context("open the app")?;
     app.store.ensure_org(ORG, &app.clock.now_text()).await?;
     let dur = Duration::from_secs_f64(args.seconds);
-    println!("meterbench: SQLite WAL synchronous=NORMAL at {}; acknowledged = committed", db.display());
+    println!(
+        "meterbench: SQLite WAL synchronous=NORMAL at {}; acknowledged = committed",
+        db.display()
+    );
     println!("| phase | writers | charges | seconds | charges/s | p50 latency |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut sustained_total = 0;
     for writers in [1u64, 16] {
-        let (n, secs, p50) = sustained(app.meter.clone(), writers, dur, &format!("w{writers}")).await?;
+        let (n, secs, p50) =
+            sustained(app.meter.clone(), writers, dur, &format!("w{writers}")).await?;
         sustained_total += n;
         println!(
             "| sustained charges | {writers} | {n} | {secs:.2} | {:.0} | {p50:.0} µs |",
@@ -155,15 +164,25 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     // Seed N records over the 30 days before today, hour by hour, 16 writers.
-    let today: DateTime<Utc> = Utc
-        .from_utc_datetime(&Utc::now().date_naive().and_hms_opt(0, 0, 0).context("midnight")?);
+    let today: DateTime<Utc> = Utc.from_utc_datetime(
+        &Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .context("midnight")?,
+    );
     let start = today - chrono::Duration::days(30);
     let hours = 720u64;
     let per_hour = args.records.div_ceil(hours);
     let meters: Vec<Arc<Meter>> = (0..hours)
         .map(|h| {
             let t = start + chrono::Duration::hours(h as i64) + chrono::Duration::minutes(7);
-            Meter::new(app.store.clone(), Clock::Fixed(t), &app.config.billing, &app.metrics).map(Arc::new)
+            Meter::new(
+                app.store.clone(),
+                Clock::Fixed(t),
+                &app.config.billing,
+                &app.metrics,
+            )
+            .map(Arc::new)
         })
         .collect::<Result<_, _>>()?;
     let meters = Arc::new(meters);
@@ -197,11 +216,15 @@ async fn main() -> Result<()> {
     let from = vaultline::clock::fmt_time(start);
     let to = vaultline::clock::fmt_time(today);
     println!();
-    println!("usage query over {} usage records (30 days, bucket day), median of 7:", args.records);
+    println!(
+        "usage query over {} usage records (30 days, bucket day), median of 7:",
+        args.records
+    );
     println!("| group_by | rows | calls counted | median ms |");
     println!("|---|---:|---:|---:|");
     for group in ["none", "model", "key"] {
-        let q = json!({"action": "usage", "from": from, "to": to, "bucket": "day", "group_by": group});
+        let q =
+            json!({"action": "usage", "from": from, "to": to, "bucket": "day", "group_by": group});
         let mut times = Vec::new();
         let mut rows = 0;
         let mut calls = 0;
@@ -209,16 +232,23 @@ async fn main() -> Result<()> {
             let t = Instant::now();
             let out = vaultline::tools::call_as(&app, &owner, "billing", q.clone()).await?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
-            rows = out.structured["usage"]["rows"].as_array().map_or(0, Vec::len);
+            rows = out.structured["usage"]["rows"]
+                .as_array()
+                .map_or(0, Vec::len);
             calls = out.structured["usage"]["total_calls"].as_u64().unwrap_or(0);
         }
         if calls != args.records {
-            bail!("the usage query counted {calls} calls, expected {}", args.records);
+            bail!(
+                "the usage query counted {calls} calls, expected {}",
+                args.records
+            );
         }
         println!("| {group} | {rows} | {calls} | {:.2} |", median(times));
     }
     let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(dir.join("bench.db-wal")).map(|m| m.len()).unwrap_or(0);
+        + std::fs::metadata(dir.join("bench.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     println!();
     println!(
         "database: {:.1} MB for {} usage records and charges",
