@@ -51,7 +51,6 @@ CREATE TABLE usage_records (
   PRIMARY KEY (org_id, id),
   UNIQUE (org_id, source_system, source_reference)
 );
-CREATE INDEX usage_records_org_created ON usage_records(org_id, created_at);
 CREATE INDEX usage_records_task ON usage_records(org_id, task_id) WHERE task_id IS NOT NULL;
 CREATE INDEX usage_records_account ON usage_records(org_id, account_id, created_at) WHERE account_id IS NOT NULL;
 
@@ -83,6 +82,11 @@ CREATE TABLE run_units (
   errors INTEGER NOT NULL,
   PRIMARY KEY (org_id, hour, key_id, tool)
 ) WITHOUT ROWID;
+
+-- Ledger pages are read newest first along the primary key (ids are ULIDs,
+-- so id order is time order); the (org, created_at) index only cost every
+-- charge one more b-tree insert.
+DROP INDEX credit_ledger_org_created;
 
 -- The ledger balance per org, kept by a trigger from the append-only entries
 -- (the sum of the entries stays the truth; tests compare the two).

@@ -72,6 +72,8 @@ pub struct Meter {
     clock: Clock,
     ids: Ids,
     book: PriceBook,
+    /// Each row's id, computed once: (provider, model, effective_from) → id.
+    price_ids: HashMap<(String, String, String), String>,
     /// Price rows known to be in the database already.
     synced: Mutex<HashSet<String>>,
     cfg: BillingConfig,
@@ -83,6 +85,8 @@ pub struct Meter {
     /// asked once; its unique index dedupes across processes and restarts.
     raised: Mutex<HashSet<(String, String, String)>>,
     alerts: Option<Arc<Alerts>>,
+    /// Orgs (and tasks) that spent since the last alert check.
+    dirty: Mutex<HashSet<(String, Option<String>)>>,
     /// This process, as a lease holder.
     holder: String,
 }
@@ -133,6 +137,20 @@ impl Meter {
             })
             .collect();
         book.extend(rows)?;
+        let price_ids = book
+            .rows()
+            .iter()
+            .map(|p| {
+                (
+                    (
+                        p.provider.clone(),
+                        p.model.clone(),
+                        p.effective_from.clone(),
+                    ),
+                    price_id(p),
+                )
+            })
+            .collect();
         let ids = Ids::new();
         let holder = format!("pid{}-{}", std::process::id(), ids.next());
         Ok(Meter {
@@ -140,6 +158,7 @@ impl Meter {
             clock,
             ids,
             book,
+            price_ids,
             synced: Mutex::new(HashSet::new()),
             cfg: cfg.clone(),
             metrics: metrics.org.clone(),
@@ -148,6 +167,7 @@ impl Meter {
             runs: Mutex::new(HashMap::new()),
             raised: Mutex::new(HashSet::new()),
             alerts: None,
+            dirty: Mutex::new(HashSet::new()),
             holder,
         })
     }
@@ -228,11 +248,18 @@ impl Meter {
         }
         let row = self.book.lookup(&call.provider, &call.model, at);
         match (call.usage, row) {
-            (Some(u), Some(p)) => Ok((
-                cost_nanos(p, u)?,
-                CostSource::Priced,
-                Some((price_id(p), p.clone())),
-            )),
+            (Some(u), Some(p)) => {
+                let id = self
+                    .price_ids
+                    .get(&(
+                        p.provider.clone(),
+                        p.model.clone(),
+                        p.effective_from.clone(),
+                    ))
+                    .cloned()
+                    .unwrap_or_else(|| price_id(p));
+                Ok((cost_nanos(p, u)?, CostSource::Priced, Some((id, p.clone()))))
+            }
             (usage, _) => {
                 self.usage_missing.inc();
                 tracing::warn!(
@@ -305,11 +332,27 @@ impl Meter {
                 .billed_nanos
                 .get_or_create(&labels)
                 .inc_by(receipt.billed_nanos as u64);
-            if receipt.cost_nanos > 0 {
-                self.after_spend(&org, task.as_deref()).await;
+            if receipt.cost_nanos > 0
+                && let Ok(mut d) = self.dirty.lock()
+            {
+                // Checked by the background loop, off the charge's path.
+                d.insert((org, task));
             }
         }
         Ok(receipt)
+    }
+
+    /// Checks the breaker's alert thresholds for every org and task that spent
+    /// since the last check (the background loop calls this a few times a
+    /// second, so charges never wait for it).
+    pub async fn check_alerts(&self) {
+        let dirty: Vec<_> = match self.dirty.lock() {
+            Ok(mut d) => d.drain().collect(),
+            Err(_) => return,
+        };
+        for (org, task) in dirty {
+            self.after_spend(&org, task.as_deref()).await;
+        }
     }
 
     /// Raises the breaker's alerts once per period when spend crosses them and
@@ -592,6 +635,7 @@ impl Meter {
             let mut flush =
                 tokio::time::interval(Duration::from_millis(m.cfg.run_unit_flush_ms.max(10)));
             let mut expiry = tokio::time::interval(Duration::from_secs(10));
+            let mut alerts = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
                     _ = ct.cancelled() => {
@@ -600,6 +644,7 @@ impl Meter {
                     }
                     _ = flush.tick() => m.flush_runs().await,
                     _ = expiry.tick() => m.expire_leased().await,
+                    _ = alerts.tick() => m.check_alerts().await,
                 }
             }
         });

@@ -180,7 +180,8 @@ impl Store {
         .await
     }
 
-    /// Entries newest first; `after` is the (created_at, id) of the previous page's last row.
+    /// Entries newest first (ids are ULIDs, so id order is time order and the
+    /// primary key serves the page); `after` is the previous page's last (created_at, id).
     pub async fn ledger_entries(
         &self,
         org: &str,
@@ -192,8 +193,8 @@ impl Store {
             let (ac, ai) = after.unzip();
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ENTRY_COLS} FROM credit_ledger WHERE org_id = ?1
-                   AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
-                 ORDER BY created_at DESC, id DESC LIMIT ?4"
+                   AND (?3 IS NULL OR id < ?3)
+                 ORDER BY id DESC LIMIT ?4"
             ))?;
             let rows = st
                 .query_map(params![o, ac, ai, limit], entry_row)?

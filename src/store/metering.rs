@@ -138,34 +138,44 @@ fn rollup_sum(
     .query_row(params![org, dim, prefix, value], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
+/// Adds a record to the hourly rollup of each of its dimensions, in one statement.
 fn bump(
     c: &Connection,
     org: &str,
-    dim: &str,
     hour: &str,
-    value: &str,
+    dims: &[(&str, &str)],
     u: &UsageInsert,
     billed: i64,
 ) -> Result<()> {
     let t = u.call.usage.unwrap_or_default();
-    c.prepare_cached(
+    let rows = vec!["(?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"; dims.len()].join(", ");
+    let mut st = c.prepare_cached(&format!(
         "INSERT INTO usage_hourly (org_id, dim, hour, value, calls, tokens_in, tokens_out, tokens_cached, cost_nanos, billed_nanos)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9)
+         VALUES {rows}
          ON CONFLICT DO UPDATE SET calls = calls + 1, tokens_in = tokens_in + excluded.tokens_in,
            tokens_out = tokens_out + excluded.tokens_out, tokens_cached = tokens_cached + excluded.tokens_cached,
-           cost_nanos = cost_nanos + excluded.cost_nanos, billed_nanos = billed_nanos + excluded.billed_nanos",
-    )?
-    .execute(params![
-        org,
-        dim,
-        hour,
-        value,
-        t.input as i64,
-        t.output as i64,
-        (t.cache_read + t.cache_write) as i64,
-        u.cost_nanos,
-        billed
-    ])?;
+           cost_nanos = cost_nanos + excluded.cost_nanos, billed_nanos = billed_nanos + excluded.billed_nanos"
+    ))?;
+    let (tin, tout, tcached) = (
+        tokens(t.input, "tokens_in")?,
+        tokens(t.output, "tokens_out")?,
+        tokens(t.cache_read + t.cache_write, "tokens_cached")?,
+    );
+    let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(dims.len() * 9);
+    for (dim, value) in dims {
+        params.extend_from_slice(&[
+            &org,
+            dim,
+            &hour,
+            value,
+            &tin,
+            &tout,
+            &tcached,
+            &u.cost_nanos,
+            &billed,
+        ]);
+    }
+    st.execute(params.as_slice())?;
     Ok(())
 }
 
@@ -173,7 +183,9 @@ fn tokens(v: u64, field: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::invalid(field, "is too large"))
 }
 
-fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
+/// The receipt of a call recorded before (a retry), or a conflict if the retry
+/// differs from what was recorded.
+fn replay(c: &Connection, u: &UsageInsert, charge_key: &str) -> Result<Receipt> {
     let call = &u.call;
     let org = call.org.as_str();
     let existing: Option<(String, i64, i64, String, Option<String>, String)> = c
@@ -195,7 +207,6 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
             },
         )
         .optional()?;
-    let charge_key = format!("charge:{}:{}", call.source_system, call.source_reference);
     if let Some((id, cost, billed, source, price_id, model)) = existing {
         if cost != u.cost_nanos || model != call.model {
             return Err(Error::Conflict(format!(
@@ -219,6 +230,13 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
             created: false,
         });
     }
+    Err(Error::Internal("a recorded call vanished".into()))
+}
+
+fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
+    let call = &u.call;
+    let org = call.org.as_str();
+    let charge_key = format!("charge:{}:{}", call.source_system, call.source_reference);
     let billed = match (u.billed_override, call.billing_mode) {
         (Some(b), _) => b,
         (None, crate::metering::usage::BillingMode::Metered) => {
@@ -237,11 +255,12 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
     }
     let t = call.usage.unwrap_or_default();
     let price_id = u.price.as_ref().map(|(id, _)| id.clone());
-    c.prepare_cached(
+    let inserted = c.prepare_cached(
         "INSERT INTO usage_records (org_id, id, key_id, workflow_id, task_id, stage_id, reason, tool, provider, model, account_id,
            billing_mode, tokens_in, tokens_out, tokens_cache_read, tokens_cache_write, cost_nanos, billed_nanos, cost_source,
            price_id, latency_ms, outcome, source_system, source_reference, created_at)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)",
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)
+         ON CONFLICT (org_id, source_system, source_reference) DO NOTHING",
     )?
     .execute(params![
         org,
@@ -270,23 +289,19 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
         call.source_reference,
         u.now,
     ])?;
-    let hour = hour_of(&u.now);
-    bump(
-        c,
-        org,
-        "model",
-        hour,
-        &format!("{}/{}", call.provider, call.model),
-        u,
-        billed,
-    )?;
-    bump(c, org, "key", hour, &call.key_id, u, billed)?;
+    if inserted == 0 {
+        // Already recorded (a retry): answer with the first receipt, write nothing.
+        return replay(c, u, &charge_key);
+    }
+    let model = format!("{}/{}", call.provider, call.model);
+    let mut dims = vec![("model", model.as_str()), ("key", call.key_id.as_str())];
     if let Some(w) = &call.workflow_id {
-        bump(c, org, "workflow", hour, w, u, billed)?;
+        dims.push(("workflow", w));
     }
     if let Some(tool) = &call.tool {
-        bump(c, org, "tool", hour, tool, u, billed)?;
+        dims.push(("tool", tool));
     }
+    bump(c, org, hour_of(&u.now), &dims, u, billed)?;
     let mut ledger_entry_id = None;
     if billed > 0 {
         let n = c
@@ -767,7 +782,8 @@ impl Store {
         .await
     }
 
-    /// Charge receipts newest first; `after` is the previous page's last (created_at, id).
+    /// Charge receipts newest first, in id (ULID, so time) order along the
+    /// primary key; `after` is the previous page's last (created_at, id).
     pub async fn receipts(
         &self,
         org: &str,
@@ -782,8 +798,8 @@ impl Store {
                         u.cost_nanos, u.provider, u.model, u.tool, u.key_id, u.task_id, u.tokens_in, u.tokens_out
                  FROM credit_ledger l JOIN usage_records u ON u.org_id = l.org_id AND u.id = l.usage_id
                  WHERE l.org_id = ?1 AND l.kind = 'charge'
-                   AND (?2 IS NULL OR l.created_at < ?2 OR (l.created_at = ?2 AND l.id < ?3))
-                 ORDER BY l.created_at DESC, l.id DESC LIMIT ?4",
+                   AND (?3 IS NULL OR l.id < ?3)
+                 ORDER BY l.id DESC LIMIT ?4",
             )?;
             let rows = st
                 .query_map(params![o, ac, ai, limit], |r| {

@@ -26,7 +26,7 @@ use clap::Parser;
 use serde_json::json;
 use vaultline::app::App;
 use vaultline::auth::{Principal, Role};
-use vaultline::clock::Clock;
+use vaultline::clock::{Clock, Ids};
 use vaultline::config::Config;
 use vaultline::metering::meter::Meter;
 use vaultline::metering::pricing::Usage;
@@ -90,24 +90,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Sustained charges for `dur` from `writers` tasks; returns (charges, seconds, p50 µs).
-async fn sustained(
-    meter: Arc<Meter>,
-    writers: u64,
-    dur: Duration,
-    tag: &str,
-) -> Result<(u64, f64, f64)> {
+async fn sustained(meter: Arc<Meter>, writers: u64, dur: Duration) -> Result<(u64, f64, f64)> {
     let next = Arc::new(AtomicU64::new(0));
+    let ids = Arc::new(Ids::new());
     let start = Instant::now();
     let deadline = start + dur;
     let mut handles = Vec::new();
     for _ in 0..writers {
-        let (meter, next, tag) = (meter.clone(), next.clone(), tag.to_string());
+        let (meter, next, ids) = (meter.clone(), next.clone(), ids.clone());
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                let r = meter.record(call(i, format!("{tag}/{i}"))).await?;
+                // References are run ids (ULIDs) with attempt and call, as the ladder makes them.
+                let r = meter.record(call(i, format!("{}/1/1", ids.next()))).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
                 if !r.created || r.ledger_entry_id.is_none() {
                     bail!("charge {i} was not created");
@@ -145,16 +142,18 @@ async fn main() -> Result<()> {
         "meterbench: SQLite WAL synchronous=NORMAL at {}; acknowledged = committed",
         db.display()
     );
-    println!("| phase | writers | charges | seconds | charges/s | p50 latency |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| phase | writers | charges | seconds | charges/s | p50 latency | jobs per commit |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut sustained_total = 0;
     for writers in [1u64, 16] {
-        let (n, secs, p50) =
-            sustained(app.meter.clone(), writers, dur, &format!("w{writers}")).await?;
+        let (b0, j0) = app.store.write_stats();
+        let (n, secs, p50) = sustained(app.meter.clone(), writers, dur).await?;
+        let (b1, j1) = app.store.write_stats();
         sustained_total += n;
         println!(
-            "| sustained charges | {writers} | {n} | {secs:.2} | {:.0} | {p50:.0} µs |",
-            n as f64 / secs
+            "| sustained charges | {writers} | {n} | {secs:.2} | {:.0} | {p50:.0} µs | {:.1} |",
+            n as f64 / secs,
+            (j1 - j0) as f64 / (b1 - b0).max(1) as f64
         );
     }
 
@@ -187,10 +186,12 @@ async fn main() -> Result<()> {
         .collect::<Result<_, _>>()?;
     let meters = Arc::new(meters);
     let next = Arc::new(AtomicU64::new(0));
+    let seed_ids = Arc::new(Ids::new());
     let t0 = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..16 {
-        let (meters, next, total) = (meters.clone(), next.clone(), args.records);
+        let (meters, next, total, ids) =
+            (meters.clone(), next.clone(), args.records, seed_ids.clone());
         handles.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +199,7 @@ async fn main() -> Result<()> {
                     return Ok::<_, anyhow::Error>(());
                 }
                 let m = &meters[((i / per_hour) as usize).min(meters.len() - 1)];
-                m.record(call(i, format!("seed/{i}"))).await?;
+                m.record(call(i, format!("{}/1/1", ids.next()))).await?;
             }
         }));
     }
@@ -207,7 +208,7 @@ async fn main() -> Result<()> {
     }
     let seed_secs = t0.elapsed().as_secs_f64();
     println!(
-        "| seed (30 days) | 16 | {} | {seed_secs:.2} | {:.0} | |",
+        "| seed (30 days) | 16 | {} | {seed_secs:.2} | {:.0} | | |",
         args.records,
         args.records as f64 / seed_secs
     );
