@@ -21,6 +21,10 @@ stage "cargo test"
 cargo test --workspace
 stages=$((stages + 1))
 
+stage "metering benchmark smoke (prints numbers, gates nothing but a crash or a wrong count)"
+cargo run -q -p vaultline-meterbench -- --smoke
+stages=$((stages + 1))
+
 stage "MCP conformance suite (active and pending)"
 cargo build --bin vaultline
 bash tools/conformance/run.sh target/debug/vaultline

@@ -289,24 +289,29 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
     }
 }
 
-async fn balance_out(ctx: &CallCtx) -> Result<ToolOutput> {
+/// The org's balance with its billing account's markup and mode.
+async fn balance_of(ctx: &CallCtx) -> Result<BalanceOut> {
     let org = &ctx.principal.org;
     let nanos = ctx.app.store.ledger_balance_fast(org).await?;
     let acct = ctx.app.store.billing_account(org).await?;
-    let b = balance(nanos);
-    let text = format!(
-        "balance {} credits ({}), {} , markup {:.2}x",
-        b.credits_exact,
-        fmt_usd(nanos),
-        if acct.prepaid { "prepaid" } else { "postpaid" },
-        f64::from(acct.markup_bp) / 10_000.0
-    );
-    let mut out = Output::new("balance");
-    out.balance = Some(BalanceOut {
-        balance: b,
+    Ok(BalanceOut {
+        balance: balance(nanos),
         markup_bp: acct.markup_bp,
         mode: if acct.prepaid { "prepaid" } else { "postpaid" }.into(),
-    });
+    })
+}
+
+async fn balance_out(ctx: &CallCtx) -> Result<ToolOutput> {
+    let b = balance_of(ctx).await?;
+    let text = format!(
+        "balance {} credits ({}), {}, markup {:.2}x",
+        b.balance.credits_exact,
+        fmt_usd(b.balance.nanos),
+        b.mode,
+        f64::from(b.markup_bp) / 10_000.0
+    );
+    let mut out = Output::new("balance");
+    out.balance = Some(b);
     ToolOutput::new(out, text)
 }
 
@@ -531,7 +536,7 @@ async fn topup(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
             Some(a),
         )
         .await?;
-    let bal = ctx.app.store.ledger_balance_fast(org).await?;
+    let bal = balance_of(ctx).await?;
     let text = format!(
         "{} {} credits ({}); balance {} credits",
         if created {
@@ -541,21 +546,12 @@ async fn topup(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
         },
         balance(entry.amount_nanos).credits_exact,
         fmt_usd(entry.amount_nanos),
-        balance(bal).credits_exact
+        bal.balance.credits_exact
     );
     let mut out = Output::new("topup");
     out.entry = Some(entry);
     out.created = Some(created);
-    out.balance = Some(BalanceOut {
-        balance: balance(bal),
-        markup_bp: ctx.app.store.billing_account(org).await?.markup_bp,
-        mode: if ctx.app.store.billing_account(org).await?.prepaid {
-            "prepaid"
-        } else {
-            "postpaid"
-        }
-        .into(),
-    });
+    out.balance = Some(bal);
     ToolOutput::new(out, text)
 }
 

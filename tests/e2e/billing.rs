@@ -304,6 +304,29 @@ async fn topups_budgets_breaker_receipts_and_usage_over_http() {
     let s = ok(&other, "billing", json!({"action": "breaker"})).await;
     assert_eq!(s["breaker"]["day_cost_nanos"], 0);
 
+    // Admins see their own org's cost, billed price and run units on /metrics.
+    let page = reqwest::Client::new()
+        .get(format!("{}/metrics", srv.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "vaultline_billed_nanos_total{org=\"acme\",model=\"vaultline/tool:health\"} 3000000",
+        "vaultline_cost_nanos_total{org=\"acme\",model=\"deepseek/deepseek-chat\"} 500000000",
+        "vaultline_run_units_total{org=\"acme\",tool=\"health\"}",
+        "vaultline_breaker_open{org=\"acme\",window=\"day\"} 0",
+    ] {
+        assert!(page.contains(series), "{series} in:\n{page}");
+    }
+    assert!(
+        !page.contains("org=\"other\""),
+        "another org's series stay hidden"
+    );
+
     // Money and admin actions are audited.
     drop(srv);
     let audit = cli(&env.db(), &["audit", "--org", "acme"]);

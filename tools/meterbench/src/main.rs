@@ -7,7 +7,8 @@
 //! SQLite file in WAL mode with synchronous=NORMAL, as the server runs) and the
 //! `billing` tool's `usage` action through `tools::call_as`.
 //!
-//! Phases: (1) sustained charges/s at 1 and 16 concurrent writers; (2) seeding N
+//! Phases: (1) sustained charges/s at 1 and 16 concurrent writers (each writer an
+//! agent on its own workflow and task, under one of four keys); (2) seeding N
 //! records spread over 30 days (720 hours, 6 models, 20 keys, 1,000 workflows)
 //! through the same API, with 16 writers; (3) the usage query over them,
 //! bucketed by day, grouped by none / model / key, median of 7 runs.
@@ -96,15 +97,23 @@ async fn sustained(meter: Arc<Meter>, writers: u64, dur: Duration) -> Result<(u6
     let start = Instant::now();
     let deadline = start + dur;
     let mut handles = Vec::new();
-    for _ in 0..writers {
+    for w in 0..writers {
         let (meter, next, ids) = (meter.clone(), next.clone(), ids.clone());
+        let (workflow, task) = (ids.next(), ids.next());
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                // References are run ids (ULIDs) with attempt and call, as the ladder makes them.
-                let r = meter.record(call(i, format!("{}/1/1", ids.next()))).await?;
+                // Each writer is one agent working through its own workflow and
+                // task (ids are ULIDs, as the server makes them), under one of
+                // four keys and accounts; references are run id / attempt / call.
+                let mut c = call(i, format!("{}/1/1", ids.next()));
+                c.workflow_id = Some(workflow.clone());
+                c.task_id = Some(task.clone());
+                c.key_id = format!("key{}", w % 4);
+                c.account_id = Some(format!("acct{}", w % 4));
+                let r = meter.record(c).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
                 if !r.created || r.ledger_entry_id.is_none() {
                     bail!("charge {i} was not created");
