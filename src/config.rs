@@ -438,7 +438,9 @@ impl Config {
                 }
             }
         }
-        fig = fig.merge(Env::prefixed("VAULTLINE_").split("__"));
+        // VAULTLINE_BLESS is the test suite's switch for regenerating schema
+        // files, not a setting.
+        fig = fig.merge(Env::prefixed("VAULTLINE_").ignore(&["bless"]).split("__"));
         let cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
