@@ -364,7 +364,7 @@ impl Meter {
             return;
         };
         self.set_gauges(org, &b, &f);
-        if b.monthly_alert > 0 && f.month_cost >= b.monthly_alert {
+        if b.month_alerted(f.month_cost) {
             self.alert(
                 org,
                 "breaker.monthly",
@@ -378,7 +378,7 @@ impl Meter {
             )
             .await;
         }
-        if b.daily_halt > 0 && f.day_cost >= b.daily_halt && !f.reset_day {
+        if b.day_reached(f.day_cost) && !f.reset_day {
             self.alert(
                 org,
                 "breaker.daily",
@@ -440,13 +440,8 @@ impl Meter {
     }
 
     fn set_gauges(&self, org: &str, b: &Breaker, f: &BreakerFigures) {
-        let day = i64::from(b.daily_halt > 0 && f.day_cost >= b.daily_halt && !f.reset_day);
-        let month = i64::from(
-            b.monthly_halt
-                && b.monthly_alert > 0
-                && f.month_cost >= b.monthly_alert
-                && !f.reset_month,
-        );
+        let day = i64::from(b.day_reached(f.day_cost) && !f.reset_day);
+        let month = i64::from(b.month_reached(f.month_cost) && !f.reset_month);
         for (window, v) in [("day", day), ("month", month)] {
             self.metrics
                 .breaker_open
@@ -464,8 +459,8 @@ impl Meter {
         let b = self.breaker();
         let f = self.store.breaker_figures(org, now).await?;
         self.set_gauges(org, &b, &f);
-        let day_open = b.daily_halt > 0 && f.day_cost >= b.daily_halt;
-        let month_open = b.monthly_halt && b.monthly_alert > 0 && f.month_cost >= b.monthly_alert;
+        let day_open = b.day_reached(f.day_cost);
+        let month_open = b.month_reached(f.month_cost);
         let state = if (day_open && !f.reset_day) || (month_open && !f.reset_month) {
             "open"
         } else if (day_open && f.reset_day) || (month_open && f.reset_month) {

@@ -248,6 +248,28 @@ pub struct Breaker {
     pub task_halt: i64,
 }
 
+/// `limit` reached by `spent` (a limit of 0 is off).
+fn reached(spent: i64, limit: i64) -> bool {
+    limit > 0 && spent >= limit
+}
+
+impl Breaker {
+    /// Has a day's provider cost reached the daily halt?
+    pub fn day_reached(&self, day_cost: i64) -> bool {
+        reached(day_cost, self.daily_halt)
+    }
+
+    /// Has a month's provider cost reached the monthly alert?
+    pub fn month_alerted(&self, month_cost: i64) -> bool {
+        reached(month_cost, self.monthly_alert)
+    }
+
+    /// Does the month's provider cost halt spending (only when configured to)?
+    pub fn month_reached(&self, month_cost: i64) -> bool {
+        self.monthly_halt && self.month_alerted(month_cost)
+    }
+}
+
 /// What a reservation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ask {

@@ -352,6 +352,39 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
     })
 }
 
+/// Provider cost and billed total of one task so far.
+fn task_spent(c: &Connection, org: &str, task: &str) -> Result<(i64, i64)> {
+    Ok(c.prepare_cached(
+        "SELECT coalesce(sum(cost_nanos), 0), coalesce(sum(billed_nanos), 0) FROM usage_records
+         WHERE org_id = ?1 AND task_id = ?2",
+    )?
+    .query_row(params![org, task], |x| Ok((x.get(0)?, x.get(1)?)))?)
+}
+
+/// Which admin breaker resets are in force: (this day, this month, this task).
+fn resets(
+    c: &Connection,
+    org: &str,
+    day: &str,
+    month: &str,
+    task: Option<&str>,
+) -> Result<(bool, bool, bool)> {
+    let mut reset = (false, false, false);
+    let mut st = c.prepare_cached(
+        "SELECT scope FROM breaker_resets WHERE org_id = ?1
+           AND ((scope = 'day' AND period_key = ?2) OR (scope = 'month' AND period_key = ?3)
+             OR (scope = 'task' AND ?4 IS NOT NULL AND period_key = ?4))",
+    )?;
+    for s in st.query_map(params![org, day, month, task], |x| x.get::<_, String>(0))? {
+        match s?.as_str() {
+            "day" => reset.0 = true,
+            "month" => reset.1 = true,
+            _ => reset.2 = true,
+        }
+    }
+    Ok(reset)
+}
+
 fn snapshot(c: &Connection, org: &str, r: &ReserveInsert, now_text: &str) -> Result<Snapshot> {
     let (day, month) = (day_key(r.now), month_key(r.now));
     let (od_cost, od_billed) = rollup_sum(c, org, "model", None, &day)?;
@@ -359,14 +392,9 @@ fn snapshot(c: &Connection, org: &str, r: &ReserveInsert, now_text: &str) -> Res
     let (_, kd_billed) = rollup_sum(c, org, "key", Some(&r.key_id), &day)?;
     let (_, km_billed) = rollup_sum(c, org, "key", Some(&r.key_id), &month)?;
     let task = r.task_id.as_deref().unwrap_or("");
-    let (t_cost, t_billed): (i64, i64) = if r.task_id.is_some() {
-        c.prepare_cached(
-            "SELECT coalesce(sum(cost_nanos), 0), coalesce(sum(billed_nanos), 0) FROM usage_records
-             WHERE org_id = ?1 AND task_id = ?2",
-        )?
-        .query_row(params![org, task], |x| Ok((x.get(0)?, x.get(1)?)))?
-    } else {
-        (0, 0)
+    let (t_cost, t_billed) = match &r.task_id {
+        Some(t) => task_spent(c, org, t)?,
+        None => (0, 0),
     };
     let (res_cost, res_billed, res_key_billed, res_task_cost, res_task_billed): (
         i64,
@@ -405,20 +433,7 @@ fn snapshot(c: &Connection, org: &str, r: &ReserveInsert, now_text: &str) -> Res
             }
         }
     }
-    let mut reset = (false, false, false);
-    {
-        let mut st = c.prepare_cached(
-            "SELECT scope FROM breaker_resets WHERE org_id = ?1
-               AND ((scope = 'day' AND period_key = ?2) OR (scope = 'month' AND period_key = ?3) OR (scope = 'task' AND period_key = ?4))",
-        )?;
-        for s in st.query_map(params![org, day, month, task], |x| x.get::<_, String>(0))? {
-            match s?.as_str() {
-                "day" => reset.0 = true,
-                "month" => reset.1 = true,
-                _ => reset.2 = r.task_id.is_some(),
-            }
-        }
-    }
+    let reset = resets(c, org, &day, &month, r.task_id.as_deref())?;
     let prepaid: bool = c
         .prepare_cached("SELECT mode = 'prepaid' FROM billing_accounts WHERE org_id = ?1")?
         .query_row([org], |x| x.get(0))
@@ -666,22 +681,14 @@ impl Store {
                     "SELECT coalesce(sum(cost_nanos), 0) FROM reservations WHERE org_id = ?1 AND state = 'open' AND expires_at > ?2",
                 )?
                 .query_row(params![o, crate::clock::fmt_time(now)], |r| r.get(0))?;
-            let mut f = BreakerFigures {
+            let (reset_day, reset_month, _) = resets(c, &o, &day, &month, None)?;
+            Ok(BreakerFigures {
                 day_cost,
                 month_cost,
                 reserved_cost,
-                ..Default::default()
-            };
-            let mut st = c.prepare_cached(
-                "SELECT scope FROM breaker_resets WHERE org_id = ?1 AND ((scope = 'day' AND period_key = ?2) OR (scope = 'month' AND period_key = ?3))",
-            )?;
-            for s in st.query_map(params![o, day, month], |r| r.get::<_, String>(0))? {
-                match s?.as_str() {
-                    "day" => f.reset_day = true,
-                    _ => f.reset_month = true,
-                }
-            }
-            Ok(f)
+                reset_day,
+                reset_month,
+            })
         })
         .await
     }
@@ -689,13 +696,7 @@ impl Store {
     /// Provider cost and billed total of one task.
     pub async fn task_spend(&self, org: &str, task: &str) -> Result<(i64, i64)> {
         let (o, t) = (org.to_string(), task.to_string());
-        self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT coalesce(sum(cost_nanos), 0), coalesce(sum(billed_nanos), 0) FROM usage_records WHERE org_id = ?1 AND task_id = ?2",
-            )?
-            .query_row(params![o, t], |r| Ok((r.get(0)?, r.get(1)?)))?)
-        })
-        .await
+        self.read(move |c| task_spent(c, &o, &t)).await
     }
 
     /// The ledger balance as kept by the trigger (O(1)); `ledger_balance` is the sum.

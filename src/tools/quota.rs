@@ -244,6 +244,19 @@ fn lines(head: String, views: &[AccountView]) -> String {
     text
 }
 
+/// The figures of one account just added, changed or rotated, with its gauge updated.
+async fn changed(
+    app: &crate::app::App,
+    org: &str,
+    a: crate::quota::Account,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<AccountView> {
+    let mut v = figures_of(&app.store, org, vec![a], now).await?;
+    publish_gauges(app, &v);
+    v.pop()
+        .ok_or_else(|| Error::Internal("a changed account vanished".into()))
+}
+
 pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput> {
     let p: Params = parse(args)?;
     for (f, v, max) in [
@@ -342,12 +355,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                             audit_entry("quota.account.add", &id, detail),
                         )
                         .await?;
-                    let mut v = figures_of(&app.store, org, vec![a], now).await?;
-                    publish_gauges(app, &v);
-                    match v.pop() {
-                        Some(v) => one(v, "added"),
-                        None => Err(Error::Internal("added account vanished".into())),
-                    }
+                    one(changed(app, org, a, now).await?, "added")
                 }
                 Op::Update => {
                     let id = need(&p.account_id, "account_id", "accounts update")?;
@@ -384,12 +392,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                             audit_entry("quota.account.update", id, detail),
                         )
                         .await?;
-                    let mut v = figures_of(&app.store, org, vec![a], now).await?;
-                    publish_gauges(app, &v);
-                    match v.pop() {
-                        Some(v) => one(v, "updated"),
-                        None => Err(Error::Internal("updated account vanished".into())),
-                    }
+                    one(changed(app, org, a, now).await?, "updated")
                 }
                 Op::Remove => {
                     let id = need(&p.account_id, "account_id", "accounts remove")?;
@@ -578,11 +581,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                     audit_entry("quota.account.rotate", id, detail),
                 )
                 .await?;
-            let mut v = figures_of(&app.store, org, vec![a], now).await?;
-            match v.pop() {
-                Some(v) => one(v, "rotated"),
-                None => Err(Error::Internal("rotated account vanished".into())),
-            }
+            one(changed(app, org, a, now).await?, "rotated")
         }
         other => Err(Error::invalid(
             "action",

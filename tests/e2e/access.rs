@@ -259,15 +259,7 @@ async fn side_routes_and_metrics_access() {
     assert_eq!(m.status(), 403);
     let c = http_client(&srv.url, &admin).await;
     ok(&c, "health", json!({"action": "status"})).await;
-    let body = http
-        .get(format!("{}/metrics", srv.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = metrics_page(&srv.base, &admin).await;
     assert!(
         body.contains(
             "vaultline_tool_calls_total{tool=\"health\",action=\"status\",outcome=\"ok\"} 1"

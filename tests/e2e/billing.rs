@@ -305,15 +305,7 @@ async fn topups_budgets_breaker_receipts_and_usage_over_http() {
     assert_eq!(s["breaker"]["day_cost_nanos"], 0);
 
     // Admins see their own org's cost, billed price and run units on /metrics.
-    let page = reqwest::Client::new()
-        .get(format!("{}/metrics", srv.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = metrics_page(&srv.base, &admin).await;
     for series in [
         "vaultline_billed_nanos_total{org=\"acme\",model=\"vaultline/tool:health\"} 3000000",
         "vaultline_cost_nanos_total{org=\"acme\",model=\"deepseek/deepseek-chat\"} 500000000",

@@ -174,6 +174,18 @@ pub async fn stdio_client(env: &Env, extra: &[(&str, &str)]) -> Client {
     ().serve(t).await.expect("stdio client connects")
 }
 
+/// The `/metrics` page as seen with `key` (which must be allowed to read it).
+pub async fn metrics_page(base: &str, key: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "/metrics with this key");
+    r.text().await.unwrap()
+}
+
 pub fn obj(v: Value) -> serde_json::Map<String, Value> {
     match v {
         Value::Object(m) => m,

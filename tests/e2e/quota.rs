@@ -219,15 +219,7 @@ async fn quota_over_http_roles_isolation_report_and_metrics() {
     check_report_files(&reports.join("acme"), &today(), &id);
 
     // The quota gauge is on the admin-only metrics, labelled by org and account.
-    let m = reqwest::Client::new()
-        .get(format!("{}/metrics", srv.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_page(&srv.base, &admin).await;
     assert!(
         m.contains(&format!(
             "vaultline_quota_percent{{org=\"acme\",account=\"{id}\"}} 100"

@@ -502,3 +502,51 @@ async fn run_units_are_counted_in_memory_and_flushed() {
         ("task", 6, 1)
     );
 }
+
+#[tokio::test]
+async fn breaker_alerts_are_raised_once_per_period_off_the_charge_path() {
+    let f = fx(BillingConfig::default()).await;
+    let alerts = Arc::new(crate::alerts::Alerts::new(
+        f.store.clone(),
+        at("2026-11-24T03:00:00Z"),
+        &crate::config::AlertsConfig::default(),
+    ));
+    let meter = |alerts: &Arc<crate::alerts::Alerts>| {
+        Meter::new(
+            f.store.clone(),
+            at("2026-11-24T03:00:00Z"),
+            &BillingConfig::default(),
+            &f.metrics,
+        )
+        .unwrap()
+        .with_alerts(alerts.clone())
+    };
+    let m = meter(&alerts);
+    let mut c = call("a", "spend/1", None);
+    c.reported_cost_nanos = Some(81 * D);
+    m.record(c).await.unwrap();
+    assert!(
+        f.store.alerts_list("a", 10).await.unwrap().is_empty(),
+        "recording a charge raises nothing by itself"
+    );
+    m.check_alerts().await;
+    let kinds = |list: Vec<crate::store::AlertRecord>| {
+        let mut k: Vec<String> = list.into_iter().map(|a| a.kind).collect();
+        k.sort();
+        k
+    };
+    let want = ["breaker.daily", "breaker.monthly", "breaker.task_halt"];
+    assert_eq!(kinds(f.store.alerts_list("a", 10).await.unwrap()), want);
+    // More spend in the same periods, and another process on the same file:
+    // still one alert of each kind.
+    let mut c = call("a", "spend/2", None);
+    c.reported_cost_nanos = Some(D);
+    m.record(c.clone()).await.unwrap();
+    m.check_alerts().await;
+    let again = meter(&alerts);
+    c.source_reference = "spend/3".into();
+    again.record(c).await.unwrap();
+    again.check_alerts().await;
+    assert_eq!(kinds(f.store.alerts_list("a", 10).await.unwrap()), want);
+    assert!(f.store.alerts_list("b", 10).await.unwrap().is_empty());
+}
