@@ -248,20 +248,6 @@ fn amount(p: &Params, action: &str, allow_zero: bool) -> Result<i64> {
     Ok(nanos)
 }
 
-fn need_admin(ctx: &CallCtx, what: &str) -> Result<()> {
-    if ctx.app.config.tools.read_only {
-        return Err(Error::ReadOnly(what.into()));
-    }
-    if ctx.principal.role < Role::Admin {
-        return Err(Error::Forbidden {
-            what: what.into(),
-            needed: Role::Admin,
-            have: ctx.principal.role,
-        });
-    }
-    Ok(())
-}
-
 fn audit(ctx: &CallCtx, action: &str, subject: String, detail: Option<String>) -> AuditEntry {
     AuditEntry {
         org_id: ctx.principal.org.clone(),
@@ -582,13 +568,12 @@ async fn budget(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
     let budgets = match op {
         Op::Get => ctx.app.store.budgets(org).await?,
         Op::Set | Op::Remove => {
-            need_admin(
-                ctx,
-                &format!(
-                    "billing budget {}",
-                    if op == Op::Set { "set" } else { "remove" }
-                ),
-            )?;
+            let what = if op == Op::Set {
+                "billing budget set"
+            } else {
+                "billing budget remove"
+            };
+            super::require_write(ctx, what, Role::Admin)?;
             let scope = p.scope.unwrap_or(Scope::Org);
             let scope_id = match scope {
                 Scope::Org => {
@@ -662,7 +647,7 @@ async fn breaker(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
     match op {
         Op::State => {}
         Op::Reset => {
-            need_admin(ctx, "billing breaker reset")?;
+            super::require_write(ctx, "billing breaker reset", Role::Admin)?;
             let now = ctx.app.clock.now();
             let (scope, key) = match p.window.unwrap_or(Window::Day) {
                 Window::Day => ("day", day_key(now)),

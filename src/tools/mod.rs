@@ -252,16 +252,13 @@ impl Registry {
             &entry.spec.actions[0]
         };
         let what = format!("{} {}", entry.spec.name, action.name);
-        if action.writes && self.read_only {
-            return Err(Err(Error::ReadOnly(what)));
-        }
-        if principal.role < action.role {
-            return Err(Err(Error::Forbidden {
-                what,
-                needed: action.role,
-                have: principal.role,
-            }));
-        }
+        allowed(
+            &what,
+            action.writes && self.read_only,
+            action.role,
+            principal,
+        )
+        .map_err(Err)?;
         Ok(Resolved {
             id: entry.id,
             tool: entry.spec.name,
@@ -470,6 +467,28 @@ fn compact(v: &mut Value, root: bool) {
 /// Parses validated arguments into a tool's parameter struct.
 pub fn parse<T: DeserializeOwned>(args: Value) -> Result<T> {
     serde_json::from_value(args).map_err(|e| Error::invalid("arguments", e.to_string()))
+}
+
+/// The access rule every call passes: refused in read-only mode when it
+/// writes, then refused below `needed`. `what` names the action in the error.
+fn allowed(what: &str, read_only_write: bool, needed: Role, p: &Principal) -> Result<()> {
+    if read_only_write {
+        return Err(Error::ReadOnly(what.to_string()));
+    }
+    if p.role < needed {
+        return Err(Error::Forbidden {
+            what: what.to_string(),
+            needed,
+            have: p.role,
+        });
+    }
+    Ok(())
+}
+
+/// The same rule for an operation inside an action (`billing budget set`,
+/// `quota accounts add`) whose action as a whole is open to lower roles.
+pub fn require_write(ctx: &CallCtx, what: &str, needed: Role) -> Result<()> {
+    allowed(what, ctx.app.config.tools.read_only, needed, &ctx.principal)
 }
 
 /// Requires an optional field for an action.

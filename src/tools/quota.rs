@@ -156,21 +156,6 @@ fn output_schema() -> Value {
     v
 }
 
-/// A change to accounts or a report file: admin, and not in read-only mode.
-fn require_admin(ctx: &CallCtx, what: &str) -> Result<()> {
-    if ctx.app.config.tools.read_only {
-        return Err(Error::ReadOnly(what.to_string()));
-    }
-    if ctx.principal.role < Role::Admin {
-        return Err(Error::Forbidden {
-            what: what.to_string(),
-            needed: Role::Admin,
-            have: ctx.principal.role,
-        });
-    }
-    Ok(())
-}
-
 /// Parses a secret reference and reads the secret once, to refuse a bad one
 /// before anything is written. The secret is dropped at once.
 fn check_secret(r: &str) -> Result<String> {
@@ -296,7 +281,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
         "accounts" => {
             let op = p.op.unwrap_or(Op::List);
             if op != Op::List {
-                require_admin(ctx, &format!("quota accounts {}", op.as_str()))?;
+                super::require_write(ctx, &format!("quota accounts {}", op.as_str()), Role::Admin)?;
             }
             match op {
                 Op::List => {
@@ -519,7 +504,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 .map(|d| parse_date("date", d))
                 .transpose()?;
             let (r, files) = if p.write.unwrap_or(false) {
-                require_admin(ctx, "quota report write")?;
+                super::require_write(ctx, "quota report write", Role::Admin)?;
                 let dir = app.config.quota.report_dir().join(org);
                 let (r, files) = audit::run(app, Some(org), date, &dir).await?;
                 (
