@@ -22,6 +22,7 @@ pub mod error;
 pub mod metering;
 pub mod metrics;
 pub mod money;
+pub mod providers;
 pub mod quota;
 pub mod store;
 pub mod tasks;

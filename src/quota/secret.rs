@@ -41,6 +41,11 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// Wraps a secret obtained elsewhere (a test's fake key, a CLI's own login).
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
