@@ -14,6 +14,7 @@ use crate::auth::{KeyVerifier, RateLimiter};
 use crate::checkpoints::Redactor;
 use crate::clock::{Clock, Ids};
 use crate::config::{Config, Profile};
+use crate::dispatch::engine::Dispatcher;
 use crate::error::{Error, Result};
 use crate::metering::meter::Meter;
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub struct App {
     pub alerts: Arc<Alerts>,
     /// Which quota account each ladder session used last.
     pub quota_sessions: Sticky,
+    /// The dispatch ladder and the runs in flight in this process.
+    pub dispatch: Dispatcher,
     pub started: Instant,
     /// Live MCP sessions, kept current by the HTTP transport.
     pub sessions: AtomicUsize,
@@ -83,7 +86,12 @@ impl App {
             Meter::new(store.clone(), clock.clone(), &config.billing, &metrics)?
                 .with_alerts(alerts.clone()),
         );
+        let ladder = crate::dispatch::Ladder::from_config(&config.execute, &meter)
+            .map_err(|e| Error::invalid("execute", e))?;
+        let ids = Ids::new();
+        let dispatch = Dispatcher::new(ladder, format!("{}:{}", std::process::id(), ids.next()))?;
         Ok(Arc::new(App {
+            dispatch,
             alerts,
             quota_sessions: Sticky::default(),
             metrics,
@@ -91,7 +99,7 @@ impl App {
             config,
             store,
             clock,
-            ids: Ids::new(),
+            ids,
             keys,
             limiter,
             registry,

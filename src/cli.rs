@@ -282,6 +282,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     let app = App::new(cfg)?;
     app.spawn_probe(ct.clone());
     app.meter.spawn(ct.clone());
+    crate::dispatch::engine::Dispatcher::spawn_reaper(app.clone(), ct.clone());
     // The daily quota audit (when enabled) and the quota gauges of /metrics.
     crate::quota::audit::spawn_schedule(app.clone(), ct.clone());
     let result = if args.stdio {

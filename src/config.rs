@@ -35,6 +35,8 @@ pub struct Config {
     pub billing: BillingConfig,
     pub quota: QuotaConfig,
     pub alerts: AlertsConfig,
+    /// The dispatch ladder and how `execute` runs it.
+    pub execute: ExecuteConfig,
     /// Fixed clock for tests (RFC 3339), honoured only with `profile = "test"`.
     pub test_clock: Option<String>,
 }
@@ -220,8 +222,189 @@ impl Default for Config {
             billing: BillingConfig::default(),
             quota: QuotaConfig::default(),
             alerts: AlertsConfig::default(),
+            execute: ExecuteConfig::default(),
             test_clock: None,
         }
+    }
+}
+
+/// The dispatch ladder: rungs in order (cheapest first), then consensus, then a
+/// person. Each rung names an adapter, a provider (whose quota accounts form its
+/// pool and whose prices the meter uses), a model and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecuteConfig {
+    pub rungs: Vec<RungConfig>,
+    /// Quality failures a run may have before consensus.
+    pub quality_budget: u32,
+    /// How many rungs (the strongest usable) answer side by side in consensus.
+    pub consensus_k: u32,
+    /// `execute run` waits this long, then returns the run id and goes on detached.
+    pub detach_after_secs: u64,
+    /// Client names (MCP `clientInfo.name`) whose elicitation answers count as a
+    /// person's answer at the human rung.
+    pub interactive_clients: Vec<String>,
+    /// First backoff after an infra failure (milliseconds); doubles per retry, at most 8×.
+    pub backoff_ms: u64,
+    /// How long an account rests after an infra failure without a Retry-After (seconds).
+    pub infra_cooldown_secs: u64,
+    /// Where attempt worktrees live (default: `worktrees/` beside the database).
+    pub worktree_dir: Option<PathBuf>,
+    /// Longest a verifier command may run (seconds).
+    pub verifier_timeout_secs: u64,
+    /// A running run refreshes its heartbeat this often (seconds); one silent
+    /// for three periods is marked interrupted.
+    pub heartbeat_secs: u64,
+}
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RungConfig {
+    /// How the rung is named in runs and pins (default: the model).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `openai` (any OpenAI-compatible endpoint), `anthropic`, `gemini`,
+    /// `claude_cli`, `codex_cli`, `gemini_cli`.
+    pub adapter: String,
+    /// The provider: its quota accounts are the rung's pool, its price rows price the calls.
+    pub provider: String,
+    pub model: String,
+    /// HTTP adapters: the API base URL (default: the provider's public API).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// CLI adapters: the program (default `claude`, `codex`, `gemini`).
+    #[serde(default)]
+    pub command: Option<PathBuf>,
+    /// CLI adapters: extra arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default = "default_rung_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_max_output")]
+    pub max_output_tokens: u32,
+    /// Worst-case cost of one call; required for CLI rungs and for models
+    /// without a price row.
+    #[serde(default)]
+    pub max_cost_usd: Option<Usd>,
+}
+
+fn default_rung_timeout() -> u64 {
+    300
+}
+
+fn default_max_output() -> u32 {
+    8192
+}
+
+impl RungConfig {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.model)
+    }
+
+    fn http(name: &str, adapter: &str, provider: &str, model: &str, base: &str) -> RungConfig {
+        RungConfig {
+            name: Some(name.into()),
+            adapter: adapter.into(),
+            provider: provider.into(),
+            model: model.into(),
+            base_url: Some(base.into()),
+            command: None,
+            args: vec![],
+            timeout_secs: default_rung_timeout(),
+            max_output_tokens: default_max_output(),
+            max_cost_usd: None,
+        }
+    }
+}
+
+impl Default for ExecuteConfig {
+    fn default() -> Self {
+        // vault-mcp's intended ladder: DeepSeek, Gemini Flash, Gemini Pro, Codex,
+        // Claude Sonnet, Claude Opus (then consensus, then a person).
+        let gemini = "https://generativelanguage.googleapis.com/v1beta";
+        ExecuteConfig {
+            rungs: vec![
+                RungConfig::http("deepseek", "openai", "deepseek", "deepseek-chat", "https://api.deepseek.com"),
+                RungConfig::http("gemini-flash", "gemini", "gemini", "gemini-2.5-flash", gemini),
+                RungConfig::http("gemini-pro", "gemini", "gemini", "gemini-2.5-pro", gemini),
+                RungConfig::http("codex", "openai", "openai", "gpt-5-codex", "https://api.openai.com/v1"),
+                RungConfig::http("sonnet", "anthropic", "anthropic", "claude-sonnet-4-6", "https://api.anthropic.com"),
+                RungConfig::http("opus", "anthropic", "anthropic", "claude-opus-4-6", "https://api.anthropic.com"),
+            ],
+            quality_budget: 3,
+            consensus_k: 3,
+            detach_after_secs: 45,
+            interactive_clients: vec![],
+            backoff_ms: 250,
+            infra_cooldown_secs: 60,
+            worktree_dir: None,
+            verifier_timeout_secs: 300,
+            heartbeat_secs: 10,
+        }
+    }
+}
+
+impl ExecuteConfig {
+    pub fn worktree_dir(&self, db_path: &Path) -> PathBuf {
+        self.worktree_dir.clone().unwrap_or_else(|| {
+            db_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("worktrees")
+        })
+    }
+
+    /// Checks the ladder; errors name the rung and field.
+    fn validate(&self) -> Result<(), String> {
+        if self.rungs.is_empty() {
+            return Err("execute.rungs: the ladder needs at least one rung".into());
+        }
+        if self.quality_budget == 0 || self.quality_budget > 20 {
+            return Err("execute.quality_budget must be between 1 and 20".into());
+        }
+        if self.consensus_k == 0 || self.consensus_k > 9 {
+            return Err("execute.consensus_k must be between 1 and 9".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rungs.iter().enumerate() {
+            let at = format!("execute.rungs[{i}] ({})", r.name());
+            let Some(kind) = crate::providers::Kind::parse(&r.adapter) else {
+                let known: Vec<&str> = crate::providers::Kind::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(format!(
+                    "{at}.adapter: unknown adapter {:?} (known: {})",
+                    r.adapter,
+                    known.join(", ")
+                ));
+            };
+            if r.provider.trim().is_empty() || r.model.trim().is_empty() {
+                return Err(format!("{at}: provider and model are required"));
+            }
+            if !names.insert(r.name().to_string()) {
+                return Err(format!("{at}.name: two rungs are named {:?}", r.name()));
+            }
+            if matches!(r.name(), "consensus" | "human") {
+                return Err(format!("{at}.name: {:?} is the ladder's own step, not a rung", r.name()));
+            }
+            if kind.is_cli() {
+                if r.max_cost_usd.is_none() {
+                    return Err(format!("{at}.max_cost_usd is required for a CLI rung (its worst case cannot be priced from tokens)"));
+                }
+            } else {
+                let ok = r.base_url.as_deref().and_then(|u| reqwest::Url::parse(u).ok())
+                    .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+                if !ok {
+                    return Err(format!("{at}.base_url must be an http(s) URL"));
+                }
+            }
+            if r.timeout_secs == 0 || r.timeout_secs > 3600 {
+                return Err(format!("{at}.timeout_secs must be between 1 and 3600"));
+            }
+            if r.max_output_tokens == 0 || r.max_output_tokens > 1_000_000 {
+                return Err(format!("{at}.max_output_tokens must be between 1 and 1000000"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -422,6 +605,9 @@ impl Config {
     /// file is an error, a missing default file is not.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let file = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| default_config_path().filter(|p| p.exists()));
         match explicit {
             Some(path) => {
                 if !path.exists() {
@@ -444,7 +630,10 @@ impl Config {
         let cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match &file {
+            Some(f) => with_line(e, f),
+            None => e,
+        })?;
         Ok(cfg)
     }
 
@@ -520,6 +709,7 @@ impl Config {
                 "alerts.webhook_retries must be at most 20".into(),
             ));
         }
+        self.execute.validate().map_err(ConfigError)?;
         if self.test_clock.is_some() && self.profile != Profile::Test {
             return Err(ConfigError(
                 "test_clock is honoured only with profile = \"test\"".into(),
@@ -532,6 +722,51 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+/// Adds the config file's line to a ladder error (`execute.rungs[2].adapter: …`):
+/// the line of that field inside the third `[[execute.rungs]]` table, or the
+/// table's header when the field is not written there.
+fn with_line(e: ConfigError, file: &Path) -> ConfigError {
+    let Some(rest) = e.0.strip_prefix("execute.rungs[") else {
+        return e;
+    };
+    let Some(index) = rest.split(']').next().and_then(|i| i.parse::<usize>().ok()) else {
+        return e;
+    };
+    let field = rest
+        .split_once("].")
+        .map(|(_, f)| f.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or(""))
+        .filter(|f| !f.is_empty() && !f.starts_with(' '));
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return e;
+    };
+    let mut seen = 0;
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if header.is_some() {
+                break;
+            }
+            if t.replace(' ', "") == "[[execute.rungs]]" {
+                if seen == index {
+                    header = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if let (Some(_), Some(f)) = (header, field)
+            && t.split('=').next().map(str::trim) == Some(f)
+        {
+            return ConfigError(format!("{} ({}:{})", e.0, file.display(), n + 1));
+        }
+    }
+    match header {
+        Some(n) => ConfigError(format!("{} ({}:{n})", e.0, file.display())),
+        None => e,
+    }
+}
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error

@@ -18,6 +18,7 @@ pub mod checkpoints;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod metering;
 pub mod metrics;

@@ -99,9 +99,11 @@ pub async fn choose_account(
     org: &str,
     provider: &str,
     session: Option<&str>,
+    exclude: &[String],
 ) -> Result<Option<(Account, Choice)>> {
     let now = app.clock.now();
-    let accounts = app.store.quota_accounts(org, Some(provider), false).await?;
+    let mut accounts = app.store.quota_accounts(org, Some(provider), false).await?;
+    accounts.retain(|a| !exclude.contains(&a.id));
     if accounts.is_empty() {
         return Ok(None);
     }
@@ -188,25 +190,25 @@ mod tests {
                 .unwrap();
         }
         assert!(
-            choose_account(&app, "acme", "openai", None)
+            choose_account(&app, "acme", "openai", None, &[])
                 .await
                 .unwrap()
                 .is_none()
         );
-        let (a, c) = choose_account(&app, "acme", "anthropic", Some("s1"))
+        let (a, c) = choose_account(&app, "acme", "anthropic", Some("s1"), &[])
             .await
             .unwrap()
             .unwrap();
         assert_eq!((a.id.as_str(), c.sticky), ("a1", false));
         // a1 was just used: the next session gets a2 (least recently used) …
         app.store.quota_touch("acme", "a1", &now).await.unwrap();
-        let (b, _) = choose_account(&app, "acme", "anthropic", Some("s2"))
+        let (b, _) = choose_account(&app, "acme", "anthropic", Some("s2"), &[])
             .await
             .unwrap()
             .unwrap();
         assert_eq!(b.id, "a2");
         // … while s1 stays on a1, until a1 cools down.
-        let (again, c) = choose_account(&app, "acme", "anthropic", Some("s1"))
+        let (again, c) = choose_account(&app, "acme", "anthropic", Some("s1"), &[])
             .await
             .unwrap()
             .unwrap();
@@ -216,7 +218,7 @@ mod tests {
             .quota_cooldown("acme", "a1", &later)
             .await
             .unwrap();
-        let (moved, c) = choose_account(&app, "acme", "anthropic", Some("s1"))
+        let (moved, c) = choose_account(&app, "acme", "anthropic", Some("s1"), &[])
             .await
             .unwrap()
             .unwrap();
@@ -224,7 +226,7 @@ mod tests {
         assert_eq!(c.ranking.skipped.len(), 1);
         // Another org sees none of it.
         assert!(
-            choose_account(&app, "other", "anthropic", None)
+            choose_account(&app, "other", "anthropic", None, &[])
                 .await
                 .unwrap()
                 .is_none()

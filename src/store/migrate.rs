@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_quota.sql",
         include_str!("../../migrations/0004_quota.sql"),
     ),
+    (
+        5,
+        "0005_runs.sql",
+        include_str!("../../migrations/0005_runs.sql"),
+    ),
 ];
 
 /// What start-up found and did.

@@ -14,6 +14,7 @@ mod ledger;
 mod metering;
 mod migrate;
 mod quota;
+mod runs;
 mod tasks;
 mod workflows;
 
@@ -34,6 +35,7 @@ pub use ledger::BillingAccount;
 pub use metering::*;
 pub use migrate::{MIGRATIONS, MigrationStatus};
 pub use quota::{AccountUpdate, ManualUsage, NewAccount, ObserveSpan, Rotation};
+pub use runs::{Finish, NewAttempt, NewRun, Started};
 #[allow(unused_imports)]
 pub use tasks::*;
 #[allow(unused_imports)]

@@ -105,14 +105,14 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
-fn get_task(c: &Connection, org: &str, id: &str) -> Result<Task> {
+pub(super) fn get_task(c: &Connection, org: &str, id: &str) -> Result<Task> {
     c.prepare_cached(&format!("{TASK_SELECT} WHERE t.org_id = ?1 AND t.id = ?2"))?
         .query_row([org, id], task_row)
         .optional()?
         .ok_or_else(|| Error::not_found("task", id))
 }
 
-fn status_of(c: &Connection, org: &str, id: &str) -> Result<TaskStatus> {
+pub(super) fn status_of(c: &Connection, org: &str, id: &str) -> Result<TaskStatus> {
     let s: Option<String> = c
         .prepare_cached("SELECT status FROM tasks WHERE org_id = ?1 AND id = ?2")?
         .query_row([org, id], |r| r.get(0))
@@ -276,6 +276,7 @@ impl Store {
                  WHERE org_id = ?1 AND id = ?2",
                 params![o, i, answer, by, now],
             )?;
+            Store::run_resolved(c, &o, &i, &answer, &now)?;
             get_task(c, &o, &i)
         })
         .await

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::workflows::chooser::ModelStats;
-use crate::workflows::{self, Stage, TaskRef, Transition, Workflow, WorkflowStatus};
+use crate::workflows::{self, Attempt, Stage, TaskRef, Transition, Workflow, WorkflowStatus};
 
 /// Fields of a new workflow.
 #[derive(Debug, Clone, Default)]
@@ -137,10 +137,28 @@ fn status_of(c: &Connection, org: &str, id: &str) -> Result<WorkflowStatus> {
         .ok_or_else(|| Error::Internal(format!("workflow {id} has unknown status {s}")))
 }
 
-const STAGE_COLS: &str = "id, workflow_id, task_id, name, stage_type, model, output, tokens_input, tokens_output, cost_nanos, cost_self_reported, latency_ms, created_at";
+pub(super) const STAGE_COLS: &str = "id, workflow_id, task_id, name, stage_type, model, output, tokens_input, tokens_output, cost_nanos, cost_self_reported, latency_ms, created_at";
 
-fn stage_row(r: &Row<'_>, with_output: bool) -> rusqlite::Result<Stage> {
+/// The attempt columns of a stage the ladder wrote (indexes 13..=20 after STAGE_COLS).
+pub(super) const ATTEMPT_COLS: &str =
+    "run_id, attempt, rung, provider, account_id, outcome, failure_kind, error";
+
+pub(super) fn stage_row(r: &Row<'_>, with_output: bool) -> rusqlite::Result<Stage> {
     let output: Option<String> = if with_output { r.get(6)? } else { None };
+    let run_id: Option<String> = r.get(13)?;
+    let attempt = match run_id {
+        Some(run_id) => Some(Attempt {
+            run_id,
+            attempt: r.get(14)?,
+            rung: r.get(15)?,
+            provider: r.get(16)?,
+            account_id: r.get(17)?,
+            outcome: r.get(18)?,
+            failure_kind: r.get(19)?,
+            error: r.get(20)?,
+        }),
+        None => None,
+    };
     Ok(Stage {
         id: r.get(0)?,
         workflow_id: r.get(1)?,
@@ -155,6 +173,7 @@ fn stage_row(r: &Row<'_>, with_output: bool) -> rusqlite::Result<Stage> {
         cost_self_reported: r.get(10)?,
         latency_ms: r.get(11)?,
         created_at: r.get(12)?,
+        attempt,
     })
 }
 
@@ -270,7 +289,7 @@ impl Store {
                 params![o, s.workflow_id, to.as_str(), s.now],
             )?;
             let stage = c
-                .prepare_cached(&format!("SELECT {STAGE_COLS} FROM stages WHERE org_id = ?1 AND id = ?2"))?
+                .prepare_cached(&format!("SELECT {STAGE_COLS}, {ATTEMPT_COLS} FROM stages WHERE org_id = ?1 AND id = ?2"))?
                 .query_row([&o, &s.id], |r| stage_row(r, true))?;
             Ok((stage, get_wf(c, &o, &s.workflow_id)?))
         })
@@ -348,7 +367,7 @@ impl Store {
         let (o, i) = (org.to_string(), id.to_string());
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
-                "SELECT {STAGE_COLS} FROM stages WHERE org_id = ?1 AND workflow_id = ?2 ORDER BY created_at, id"
+                "SELECT {STAGE_COLS}, {ATTEMPT_COLS} FROM stages WHERE org_id = ?1 AND workflow_id = ?2 ORDER BY created_at, id"
             ))?;
             let rows = st
                 .query_map([&o, &i], |r| stage_row(r, with_output))?
@@ -389,7 +408,7 @@ impl Store {
         let (o, n) = (org.to_string(), name.to_string());
         self.read(move |c| {
             c.prepare_cached(&format!(
-                "SELECT {STAGE_COLS} FROM stages WHERE org_id = ?1 AND name = ?2 AND (?3 IS NULL OR workflow_id = ?3)
+                "SELECT {STAGE_COLS}, {ATTEMPT_COLS} FROM stages WHERE org_id = ?1 AND name = ?2 AND (?3 IS NULL OR workflow_id = ?3)
                  ORDER BY created_at DESC, id DESC LIMIT 1"
             ))?
             .query_row(params![o, n, workflow_id], |r| stage_row(r, true))

@@ -1066,10 +1066,12 @@ mod tests {
             progress: Some(Arc::new(move |done, total, _| {
                 sink.lock().unwrap().push((done, total));
             })),
+            person: None,
         };
         let cancelled = CallCtx {
             ct: CancellationToken::new(),
             progress: None,
+            person: None,
             app: app.clone(),
             principal: op("acme"),
         };

@@ -10,6 +10,7 @@
 pub mod billing;
 pub mod checkpoint;
 pub mod compat;
+pub mod execute;
 pub mod health;
 pub mod quota;
 pub mod task;
@@ -82,6 +83,7 @@ pub enum ToolId {
     Checkpoint,
     Billing,
     Quota,
+    Execute,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
 }
@@ -126,6 +128,9 @@ pub struct CallCtx {
     pub principal: Principal,
     pub ct: CancellationToken,
     pub progress: Option<ProgressFn>,
+    /// The connected person (client name, and a way to ask), when the client
+    /// supports elicitation and config counts it as interactive.
+    pub person: Option<(String, crate::dispatch::engine::PersonFn)>,
 }
 
 impl CallCtx {
@@ -180,9 +185,10 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 6] = [
+        let core: [(ToolId, &'static ToolSpec); 7] = [
             (ToolId::Workflow, &workflow::SPEC),
             (ToolId::Task, &task::SPEC),
+            (ToolId::Execute, &execute::SPEC),
             (ToolId::Checkpoint, &checkpoint::SPEC),
             (ToolId::Billing, &billing::SPEC),
             (ToolId::Quota, &quota::SPEC),
@@ -506,6 +512,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
         ToolId::Checkpoint => checkpoint::call(ctx, action, r.args).await,
         ToolId::Billing => billing::call(ctx, action, r.args).await,
         ToolId::Quota => quota::call(ctx, action, r.args).await,
+        ToolId::Execute => execute::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }
@@ -651,6 +658,7 @@ pub async fn call_as(
         principal: principal.clone(),
         ct: CancellationToken::new(),
         progress: None,
+        person: None,
     };
     dispatch(&ctx, resolved).await
 }

@@ -93,6 +93,51 @@ impl Handler {
             .cloned()
     }
 
+    /// The connected person, when the client declared elicitation and config
+    /// names it in `execute.interactive_clients`: the human rung asks them.
+    fn person(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Option<(String, crate::dispatch::engine::PersonFn)> {
+        let name = ctx.peer.peer_info()?.client_info.name.clone();
+        if !self.app.config.execute.interactive_clients.contains(&name)
+            || ctx.peer.supported_elicitation_modes().is_empty()
+        {
+            return None;
+        }
+        let peer = ctx.peer.clone();
+        let ask: crate::dispatch::engine::PersonFn = Arc::new(move |question: String| {
+            let peer = peer.clone();
+            Box::pin(async move {
+                let schema: ElicitationSchema = serde_json::from_value(serde_json::json!({
+                    "type": "object",
+                    "properties": {"answer": {"type": "string", "description": "Your answer to the task"}},
+                    "required": ["answer"]
+                }))
+                .map_err(|e| format!("elicitation schema: {e}"))?;
+                let params = ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message: question,
+                    requested_schema: schema,
+                };
+                let r = peer
+                    .create_elicitation(params)
+                    .await
+                    .map_err(|e| format!("elicitation request failed: {e}"))?;
+                Ok(match r.action {
+                    ElicitationAction::Accept => r
+                        .content
+                        .as_ref()
+                        .and_then(|c| c.get("answer"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    _ => None,
+                })
+            })
+        });
+        Some((name, ask))
+    }
+
     fn require_principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
         self.principal(ctx)
             .ok_or_else(|| ErrorData::invalid_request("this request needs an API key", None))
@@ -203,6 +248,7 @@ impl ServerHandler for Handler {
             principal,
             ct: ctx.ct.clone(),
             progress,
+            person: self.person(&ctx),
         };
         let out = tools::dispatch(&call, resolved).await;
         drop(call);

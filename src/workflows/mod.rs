@@ -219,12 +219,34 @@ pub struct Stage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
     pub created_at: String,
+    /// Set on the stages `execute` writes: one per attempt of a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
+}
+
+/// What an `execute` attempt adds to its stage row.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
+pub struct Attempt {
+    pub run_id: String,
+    /// 1-based, in the order the attempts were made.
+    pub attempt: i64,
+    pub rung: String,
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// `ok`, `quality`, `infra`, `terminal` or `skipped`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Stage {
     /// Did this stage fail? (`stage_type` error, or an `error` in its output.)
     pub fn failed(&self) -> bool {
-        self.stage_type.as_deref() == Some("error")
+        self.attempt.as_ref().is_some_and(|a| a.outcome != "ok")
+            || self.stage_type.as_deref() == Some("error")
             || self
                 .output
                 .as_ref()

@@ -1,0 +1,906 @@
+//! Running a run: the ladder loop, one rung's account rotation, consensus and
+//! the human rung.
+//!
+//! Each provider call is: choose an account (the quota module scores them),
+//! resolve its secret, reserve the worst-case cost (refused → the run stops
+//! with the limit's message), call, record usage once under `run/attempt/1`
+//! (which settles the reservation and charges when billable), write the
+//! attempt as a stage row, then judge the answer. Quality failures climb;
+//! infra failures rotate accounts (with backoff and a cooldown on the failing
+//! account) and are not quality attempts; cancellation and limits stop the run.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::quality::{self, Rejection};
+use super::{Ladder, Run, RunState, Rung, Start, prompt_tokens};
+use crate::app::App;
+use crate::clock::fmt_time;
+use crate::error::{Error, Result};
+use crate::metering::meter::ReserveRequest;
+use crate::metering::usage::{BillingMode, Call, Reason};
+use crate::providers::{self, Answer, Failure, FailureClass, FailureKind, RateSignal, Request, Target};
+use crate::quota::secret::SecretRef;
+use crate::quota::{self, Account, LimitKind, Reported};
+use crate::store::{Finish, NewAttempt, NewRun, Started};
+use crate::tasks::Task;
+use crate::tools::ProgressFn;
+
+/// Asks the connected person a question; `Ok(None)` when they declined.
+pub type PersonFn = Arc<dyn Fn(String) -> BoxFuture<'static, std::result::Result<Option<String>, String>> + Send + Sync>;
+
+/// Who asked for a run and what they asked.
+#[derive(Clone)]
+pub struct RunRequest {
+    pub org: String,
+    pub key_id: String,
+    pub task_id: String,
+    pub idempotency_key: Option<String>,
+    /// A rung name or a model to start at.
+    pub pin: Option<String>,
+    pub detached: bool,
+    /// Keeps this caller on the same account of a provider (warm caches).
+    pub session: Option<String>,
+}
+
+/// How the caller hears about a run while it goes.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub progress: Option<ProgressFn>,
+    /// Present when the client can be asked (elicitation) and counts as a person.
+    pub person: Option<(String, PersonFn)>,
+}
+
+/// What `begin` did.
+pub enum Begun {
+    /// A new run, going on in the background; the receiver sees it end.
+    New(Run, watch::Receiver<Option<Run>>),
+    /// The idempotency key names an earlier run (finished, or still going:
+    /// then with a receiver when it runs in this process).
+    Existing(Run, Option<watch::Receiver<Option<Run>>>),
+}
+
+struct Live {
+    org: String,
+    ct: CancellationToken,
+    done: watch::Receiver<Option<Run>>,
+}
+
+/// The ladder and the runs in flight in this process.
+pub struct Dispatcher {
+    pub ladder: Ladder,
+    http: reqwest::Client,
+    /// This process, as written on the runs it holds.
+    holder: String,
+    live: Mutex<HashMap<String, Live>>,
+}
+
+impl Dispatcher {
+    pub fn new(ladder: Ladder, holder: String) -> Result<Dispatcher> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the provider HTTP client: {e}")))?;
+        Ok(Dispatcher {
+            ladder,
+            http,
+            holder,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Cancels a run in flight in this process. False when it is not running here.
+    pub fn cancel(&self, org: &str, run: &str) -> bool {
+        let live = self.live.lock().ok();
+        match live.as_ref().and_then(|l| l.get(run)) {
+            Some(l) if l.org == org => {
+                l.ct.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn watch(&self, run: &str) -> Option<watch::Receiver<Option<Run>>> {
+        self.live.lock().ok()?.get(run).map(|l| l.done.clone())
+    }
+
+    /// Marks runs whose holder stopped heart-beating as interrupted, now and
+    /// every heartbeat period, until `ct` is cancelled.
+    pub fn spawn_reaper(app: Arc<App>, ct: CancellationToken) {
+        tokio::spawn(async move {
+            let beat = Duration::from_secs(app.config.execute.heartbeat_secs.max(1));
+            loop {
+                let now = app.clock.now();
+                let stale = now - chrono::Duration::from_std(beat * 3).unwrap_or_default();
+                match app.store.runs_interrupt_stale(fmt_time(stale), fmt_time(now)).await {
+                    Ok(runs) => {
+                        for (org, id) in runs {
+                            tracing::warn!(org, run = %id, "run interrupted: its process stopped while it was in flight");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not reap interrupted runs"),
+                }
+                tokio::select! {
+                    _ = ct.cancelled() => return,
+                    _ = tokio::time::sleep(beat) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Starts a run of a task (or finds the earlier run of its idempotency key).
+/// Bad input and refusals that need no provider call are errors here; the run
+/// itself goes on in a task of its own, so it survives the caller going away.
+pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begun> {
+    let d = &app.dispatch;
+    let task = app.store.task_get(&req.org, &req.task_id).await?;
+    let schema = compile_schema(&task)?;
+    let history = match (&task.task_type, &task.complexity) {
+        (Some(t), Some(c)) => Some(
+            app.store
+                .model_stats(&req.org, Some(t.clone()), Some(c.clone()), None)
+                .await?,
+        ),
+        _ => None,
+    };
+    let start = super::start(
+        &d.ladder,
+        req.pin.as_deref(),
+        task.complexity.as_deref(),
+        history.as_ref().map(|(n, s)| (*n, s.as_slice())),
+    )
+    .map_err(|e| Error::invalid("pin", e))?;
+    let request_sha256 = {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(
+            json!({"task": req.task_id, "pin": req.pin}).to_string().as_bytes(),
+        );
+        hex::encode(h)
+    };
+    let now = app.clock.now_text();
+    let started = app
+        .store
+        .run_start(
+            &req.org,
+            NewRun {
+                id: app.ids.next(),
+                task_id: req.task_id.clone(),
+                key_id: req.key_id.clone(),
+                idempotency_key: req.idempotency_key.clone(),
+                request_sha256,
+                detached: req.detached,
+                start_rung: Some(start.rung.clone()),
+                start_reason: Some(format!("{}: {}", start.basis, start.reason)),
+                holder: d.holder.clone(),
+                new_workflow_id: app.ids.next(),
+                now,
+            },
+        )
+        .await?;
+    let (run, task) = match started {
+        Started::Existing(run) => {
+            let rx = d.watch(&run.id);
+            return Ok(Begun::Existing(run, rx));
+        }
+        Started::New(run, task) => (run, task),
+    };
+    let ct = CancellationToken::new();
+    let (tx, rx) = watch::channel(None);
+    if let Ok(mut live) = d.live.lock() {
+        live.insert(
+            run.id.clone(),
+            Live {
+                org: req.org.clone(),
+                ct: ct.clone(),
+                done: rx.clone(),
+            },
+        );
+    }
+    let job = Job {
+        app: app.clone(),
+        run: run.clone(),
+        task,
+        schema,
+        start,
+        req,
+        hooks,
+        ct,
+        attempts: AtomicI64::new(0),
+    };
+    tokio::spawn(async move {
+        let app = job.app.clone();
+        let id = job.run.id.clone();
+        let end = job.drive().await;
+        if let Ok(mut live) = app.dispatch.live.lock() {
+            live.remove(&id);
+        }
+        let _ = tx.send(Some(end));
+    });
+    Ok(Begun::New(run, rx))
+}
+
+/// The task's answer schema, compiled; an invalid one is the caller's error.
+fn compile_schema(task: &Task) -> Result<Option<jsonschema::Validator>> {
+    let Some(s) = &task.answer_schema else {
+        return Ok(None);
+    };
+    jsonschema::validator_for(&serde_json::Value::Object(s.clone()))
+        .map(Some)
+        .map_err(|e| Error::invalid("answer_schema", format!("the task's answer schema is not a valid JSON Schema: {e}")))
+}
+
+/// One run in flight.
+struct Job {
+    app: Arc<App>,
+    run: Run,
+    task: Task,
+    schema: Option<jsonschema::Validator>,
+    start: Start,
+    req: RunRequest,
+    hooks: Hooks,
+    ct: CancellationToken,
+    attempts: AtomicI64,
+}
+
+/// How one rung ended.
+enum RungEnd {
+    Answer { text: String, rung: String, model: String },
+    Quality(Rejection),
+    /// No account could be used (none, or every one failed).
+    Skipped,
+    Stop(Stop),
+}
+
+/// Why a run stops before an answer.
+struct Stop {
+    state: RunState,
+    reason: String,
+}
+
+impl Job {
+    async fn drive(self) -> Run {
+        let end = self.ladder().await;
+        let now = self.app.clock.now_text();
+        let finish = match end {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(run = %self.run.id, error = %e, "run failed on an internal error");
+                Finish {
+                    state: RunState::Failed,
+                    answer: None,
+                    reason: Some("internal error; see the server log".into()),
+                    final_rung: None,
+                    final_model: None,
+                    consensus: None,
+                    now: now.clone(),
+                }
+            }
+        };
+        match self.app.store.run_finish(&self.req.org, &self.run.id, finish).await {
+            Ok(run) => {
+                self.app.publish(crate::app::Change::Workflow {
+                    org: self.req.org.clone(),
+                    id: run.workflow_id.clone(),
+                });
+                run
+            }
+            Err(e) => {
+                tracing::error!(run = %self.run.id, error = %e, "could not write the end of a run");
+                self.run.clone()
+            }
+        }
+    }
+
+    fn finish(&self, state: RunState, answer: Option<String>, reason: Option<String>) -> Finish {
+        Finish {
+            state,
+            answer,
+            reason,
+            final_rung: None,
+            final_model: None,
+            consensus: None,
+            now: self.app.clock.now_text(),
+        }
+    }
+
+    async fn ladder(&self) -> Result<Finish> {
+        let cfg = &self.app.config.execute;
+        let rungs = &self.app.dispatch.ladder.rungs;
+        let mut quality_failures = 0u32;
+        let mut feedback: Option<String> = None;
+        let mut index = self.start.index;
+        while index < rungs.len() && quality_failures < cfg.quality_budget {
+            match self.rung(&rungs[index], feedback.as_deref()).await? {
+                RungEnd::Answer { text, rung, model } => {
+                    let mut f = self.finish(RunState::Succeeded, Some(text), None);
+                    f.final_rung = Some(rung);
+                    f.final_model = Some(model);
+                    return Ok(f);
+                }
+                RungEnd::Quality(r) => {
+                    quality_failures += 1;
+                    feedback = Some(r.message);
+                }
+                RungEnd::Skipped => {}
+                RungEnd::Stop(s) => return Ok(self.finish(s.state, None, Some(s.reason))),
+            }
+            index += 1;
+        }
+        if let Some(f) = self.consensus(feedback.as_deref()).await? {
+            return Ok(f);
+        }
+        self.human().await
+    }
+
+    /// The K strongest rungs that have a usable account answer side by side; an
+    /// answer a strict majority of them agree on wins.
+    async fn consensus(&self, feedback: Option<&str>) -> Result<Option<Finish>> {
+        let k = self.app.config.execute.consensus_k as usize;
+        let mut members = Vec::new();
+        for rung in self.app.dispatch.ladder.rungs.iter().rev() {
+            if members.len() == k {
+                break;
+            }
+            let usable = quota::service::choose_account(&self.app, &self.req.org, rung.provider(), None, &[])
+                .await?
+                .is_some();
+            if usable {
+                members.push(rung);
+            }
+        }
+        if members.len() < 2 {
+            self.report(format!(
+                "consensus skipped: {} usable rung(s), at least 2 are needed",
+                members.len()
+            ));
+            return Ok(None);
+        }
+        let ends = futures::future::join_all(members.iter().map(|r| self.rung(r, feedback))).await;
+        let mut answers = Vec::new();
+        for end in ends {
+            match end? {
+                RungEnd::Answer { text, rung, model } => answers.push((text, rung, model)),
+                RungEnd::Stop(s) => return Ok(Some(self.finish(s.state, None, Some(s.reason)))),
+                RungEnd::Quality(_) | RungEnd::Skipped => {}
+            }
+        }
+        let texts: Vec<String> = answers.iter().map(|a| a.0.clone()).collect();
+        let code_work = matches!(
+            self.task.task_type.as_deref(),
+            Some("fix" | "feature" | "refactor" | "test")
+        );
+        let of = members.len();
+        match quality::majority(&texts, code_work, of) {
+            Some((i, agreed)) => {
+                let (text, rung, model) = answers.swap_remove(i);
+                let mut f = self.finish(RunState::Succeeded, Some(text), None);
+                f.final_rung = Some(rung);
+                f.final_model = Some(model);
+                f.consensus = Some(json!({"agreed": agreed, "of": of, "answered": texts.len()}));
+                self.report(format!("consensus reached: {agreed} of {of} agree"));
+                Ok(Some(f))
+            }
+            None => {
+                self.report(format!(
+                    "consensus failed: {} answer(s) from {of} rungs, no majority",
+                    texts.len()
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The human rung: ask the connected person when the client can be asked
+    /// and counts as a person; otherwise the task waits for `task resolve`.
+    async fn human(&self) -> Result<Finish> {
+        if let Some((client, ask)) = &self.hooks.person {
+            let question = format!(
+                "vaultline could not get an accepted answer from the models for task {} ({}). Please answer it.{}",
+                self.task.id,
+                self.task.title,
+                if self.schema.is_some() { " The answer must be JSON matching the task's schema." } else { "" }
+            );
+            self.report("asking the person (elicitation)".into());
+            let asked = tokio::select! {
+                r = ask(question) => Some(r),
+                _ = self.ct.cancelled() => None,
+            };
+            match asked {
+                None => {
+                    return Ok(self.finish(RunState::Cancelled, None, Some("cancelled by the caller".into())));
+                }
+                Some(Ok(Some(answer))) => match quality::check(&answer, false, self.schema.as_ref()) {
+                    Ok(()) => {
+                        let mut f = self.finish(
+                            RunState::Succeeded,
+                            Some(answer),
+                            Some(format!("answered by a person through elicitation ({client})")),
+                        );
+                        f.final_rung = Some("human".into());
+                        return Ok(f);
+                    }
+                    Err(r) => {
+                        self.report(format!("the person's answer was not accepted: {}", r.message));
+                    }
+                },
+                Some(Ok(None)) => self.report("the person declined to answer".into()),
+                Some(Err(e)) => {
+                    tracing::warn!(run = %self.run.id, error = %e, "elicitation failed");
+                    self.report("elicitation failed; the task waits for `task resolve`".into());
+                }
+            }
+        }
+        Ok(self.finish(
+            RunState::NeedsHuman,
+            None,
+            Some("no model answer was accepted; the task waits for a person (`task resolve`)".into()),
+        ))
+    }
+
+    fn report(&self, message: String) {
+        if let Some(p) = &self.hooks.progress {
+            let n = self.attempts.load(Ordering::Relaxed) as f64;
+            p(n, None, Some(message));
+        }
+    }
+
+    /// One rung: accounts in score order until one answers or none is left.
+    async fn rung(&self, rung: &Rung, feedback: Option<&str>) -> Result<RungEnd> {
+        let cfg = &self.app.config.execute;
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_failure: Option<String> = None;
+        loop {
+            if self.ct.is_cancelled() {
+                return Ok(RungEnd::Stop(Stop {
+                    state: RunState::Cancelled,
+                    reason: "cancelled by the caller".into(),
+                }));
+            }
+            let chosen = quota::service::choose_account(
+                &self.app,
+                &self.req.org,
+                rung.provider(),
+                self.req.session.as_deref(),
+                &tried,
+            )
+            .await?;
+            let Some((account, _)) = chosen else {
+                let reason = match &last_failure {
+                    None => format!("no usable account of provider {}", rung.provider()),
+                    Some(f) => format!(
+                        "every usable account of provider {} failed; last: {f}",
+                        rung.provider()
+                    ),
+                };
+                if tried.is_empty() {
+                    self.attempt(rung, None, Outcome::skipped(&reason), None).await?;
+                }
+                self.report(format!("{}: skipped ({reason})", rung.name));
+                return Ok(RungEnd::Skipped);
+            };
+            tried.push(account.id.clone());
+            match self.call(rung, &account, feedback).await? {
+                Called::Answer(text) => {
+                    return Ok(RungEnd::Answer {
+                        text,
+                        rung: rung.name.clone(),
+                        model: rung.model().to_string(),
+                    });
+                }
+                Called::Quality(r) => return Ok(RungEnd::Quality(r)),
+                Called::Stop(s) => return Ok(RungEnd::Stop(s)),
+                Called::Infra(f) => {
+                    let rest = if f.kind == FailureKind::Auth {
+                        Duration::from_secs(cfg.infra_cooldown_secs.saturating_mul(10))
+                    } else {
+                        f.retry_after
+                            .unwrap_or(Duration::from_secs(cfg.infra_cooldown_secs))
+                    };
+                    let until = self.app.clock.now() + chrono::Duration::from_std(rest).unwrap_or_default();
+                    if let Err(e) = self
+                        .app
+                        .store
+                        .quota_cooldown(&self.req.org, &account.id, &fmt_time(until))
+                        .await
+                    {
+                        tracing::warn!(error = %e, account = %account.id, "could not set an account's cooldown");
+                    }
+                    last_failure = Some(format!("{}: {}", f.kind.as_str(), f.message));
+                    let backoff = Duration::from_millis(
+                        cfg.backoff_ms.saturating_mul(1 << (tried.len() - 1).min(3)),
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.ct.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One provider call on one account, recorded and judged.
+    async fn call(&self, rung: &Rung, account: &Account, feedback: Option<&str>) -> Result<Called> {
+        let secret = match SecretRef::parse(&account.secret_ref).and_then(|r| r.resolve()) {
+            Ok(s) => s,
+            Err(e) => {
+                let f = Failure::new(FailureKind::Auth, format!("the account's secret: {e}"));
+                self.attempt(rung, Some(account), Outcome::failed(&f), None).await?;
+                return Ok(Called::Infra(f));
+            }
+        };
+        let prompt = self.prompt(feedback);
+        let metered = account.billing_mode == quota::BillingMode::Metered;
+        let mode = if metered { BillingMode::Metered } else { BillingMode::Seat };
+        let worst = rung
+            .worst_case_nanos(&self.app.meter, prompt_tokens(&prompt) + 64)
+            .unwrap_or(0);
+        let reservation = match self
+            .app
+            .meter
+            .reserve(ReserveRequest {
+                org: self.req.org.clone(),
+                key_id: self.req.key_id.clone(),
+                workflow_id: Some(self.run.workflow_id.clone()),
+                task_id: Some(self.task.id.clone()),
+                holder: self.run.id.clone(),
+                cost_nanos: worst,
+                billing_mode: mode,
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(Error::Limit(msg)) => {
+                self.attempt(rung, Some(account), Outcome::terminal("limit", &msg), None).await?;
+                return Ok(Called::Stop(Stop {
+                    state: RunState::Failed,
+                    reason: format!("refused before calling {}: {msg}", rung.name),
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        let target = Target {
+            kind: rung.kind,
+            base_url: rung.cfg.base_url.clone(),
+            command: rung.cfg.command.clone(),
+            extra_args: rung.cfg.args.clone(),
+            secret: Some(secret),
+        };
+        let request = Request {
+            model: rung.model().to_string(),
+            system: Some(SYSTEM.into()),
+            prompt,
+            max_output_tokens: rung.cfg.max_output_tokens,
+            answer_schema: self.task.answer_schema.clone().map(serde_json::Value::Object),
+            timeout: Duration::from_secs(rung.cfg.timeout_secs),
+            workdir: None,
+        };
+        let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = Instant::now();
+        let result = self
+            .beating(&reservation.id, providers::call(&self.app.dispatch.http, &target, &request, &self.ct))
+            .await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (usage, reported, rate) = match &result {
+            Ok(a) => (a.usage, a.reported_cost_nanos, a.rate.clone()),
+            // A failed call the provider reported nothing for cost nothing.
+            Err(f) => (Some(f.usage.unwrap_or_default()), f.reported_cost_nanos, f.rate.clone()),
+        };
+        let stage_id = self.app.ids.next();
+        let outcome_word = match &result {
+            Ok(_) => "ok",
+            Err(f) => match f.kind.class() {
+                FailureClass::Quality => "quality",
+                FailureClass::Infra => "infra",
+                FailureClass::Terminal => "terminal",
+            },
+        };
+        let receipt = self
+            .app
+            .meter
+            .record(Call {
+                org: self.req.org.clone(),
+                key_id: self.req.key_id.clone(),
+                workflow_id: Some(self.run.workflow_id.clone()),
+                task_id: Some(self.task.id.clone()),
+                stage_id: Some(stage_id.clone()),
+                reason: Reason::LlmCall,
+                tool: None,
+                provider: rung.provider().to_string(),
+                model: rung.model().to_string(),
+                account_id: Some(account.id.clone()),
+                billing_mode: mode,
+                usage,
+                reported_cost_nanos: reported,
+                latency_ms,
+                outcome: outcome_word.into(),
+                source_system: self.app.meter.source_system().to_string(),
+                source_reference: format!("{}/{n}/1", self.run.id),
+                reservation_id: Some(reservation.id.clone()),
+            })
+            .await;
+        let receipt = match receipt {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.app.meter.release(&self.req.org, &reservation.id).await;
+                return Err(e);
+            }
+        };
+        self.observe(account, rate.as_ref()).await;
+        let billed = Billed {
+            usage_id: receipt.usage_id.clone(),
+            cost_nanos: receipt.cost_nanos,
+            billed_nanos: receipt.billed_nanos,
+            tokens_in: usage.map(|u| (u.input + u.cache_read + u.cache_write) as i64),
+            tokens_out: usage.map(|u| u.output as i64),
+            latency_ms: latency_ms as i64,
+            stage_id,
+            n,
+        };
+        match result {
+            Ok(answer) => self.judge(rung, account, answer, billed).await,
+            Err(f) => {
+                self.attempt(rung, Some(account), Outcome::failed(&f), Some(billed)).await?;
+                Ok(match f.kind.class() {
+                    FailureClass::Terminal => Called::Stop(Stop {
+                        state: RunState::Cancelled,
+                        reason: "cancelled by the caller".into(),
+                    }),
+                    _ => Called::Infra(f),
+                })
+            }
+        }
+    }
+
+    async fn judge(&self, rung: &Rung, account: &Account, answer: Answer, billed: Billed) -> Result<Called> {
+        let output = json!({"answer": clip(&answer.text, 4000), "finish_reason": answer.finish_reason});
+        match quality::check(&answer.text, answer.refused, self.schema.as_ref()) {
+            Ok(()) => {
+                let mut o = Outcome::ok();
+                o.output = Some(output);
+                self.attempt(rung, Some(account), o, Some(billed)).await?;
+                Ok(Called::Answer(answer.text))
+            }
+            Err(r) => {
+                let mut o = Outcome::quality(&r);
+                o.output = Some(output);
+                self.attempt(rung, Some(account), o, Some(billed)).await?;
+                Ok(Called::Quality(r))
+            }
+        }
+    }
+
+    /// Awaits `fut`, refreshing the run's and the reservation's heartbeats.
+    async fn beating<T>(&self, reservation: &str, fut: impl std::future::Future<Output = T>) -> T {
+        let beat = Duration::from_secs(self.app.config.execute.heartbeat_secs.max(1));
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = tokio::time::sleep(beat) => {
+                    let now = self.app.clock.now_text();
+                    if let Err(e) = self.app.store.run_heartbeat(&self.req.org, &self.run.id, now).await {
+                        tracing::warn!(error = %e, run = %self.run.id, "run heartbeat failed");
+                    }
+                    if let Err(e) = self.app.meter.heartbeat(&self.req.org, reservation).await {
+                        tracing::warn!(error = %e, run = %self.run.id, "reservation heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds what the provider said about the account to the quota module.
+    async fn observe(&self, account: &Account, rate: Option<&RateSignal>) {
+        let now = self.app.clock.now_text();
+        if let Err(e) = self.app.store.quota_touch(&self.req.org, &account.id, &now).await {
+            tracing::warn!(error = %e, account = %account.id, "could not mark an account used");
+        }
+        let Some(r) = rate.filter(|r| !r.is_empty()) else { return };
+        let (limit, remaining) = match account.limit_kind {
+            LimitKind::Requests => (r.requests_limit, r.requests_remaining),
+            LimitKind::Tokens => (r.tokens_limit, r.tokens_remaining),
+            _ => (None, None),
+        };
+        let reported = Reported {
+            used: limit.zip(remaining).map(|(l, rem)| (l - rem).max(0)),
+            limit,
+            used_percent: r.used_percent,
+            reset_at: r.reset_at.map(fmt_time),
+            at: now,
+        };
+        if let Err(e) = self.app.store.quota_signal(&self.req.org, &account.id, reported).await {
+            tracing::warn!(error = %e, account = %account.id, "could not store an account's rate-limit signal");
+        }
+    }
+
+    /// Writes one attempt (or a skipped rung) as a stage row and reports it.
+    async fn attempt(&self, rung: &Rung, account: Option<&Account>, o: Outcome, billed: Option<Billed>) -> Result<()> {
+        let n = match &billed {
+            Some(b) => b.n,
+            None if o.outcome == "skipped" => self.attempts.load(Ordering::Relaxed),
+            None => self.attempts.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let message = format!(
+            "attempt {n}: {} ({}) → {}{}",
+            rung.name,
+            rung.model(),
+            o.outcome,
+            o.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        let b = billed.as_ref();
+        self.app
+            .store
+            .run_attempt(
+                &self.req.org,
+                NewAttempt {
+                    stage_id: b.map(|b| b.stage_id.clone()).unwrap_or_else(|| self.app.ids.next()),
+                    run_id: self.run.id.clone(),
+                    attempt: n,
+                    rung: rung.name.clone(),
+                    provider: rung.provider().to_string(),
+                    model: rung.model().to_string(),
+                    account_id: account.map(|a| a.id.clone()),
+                    outcome: o.outcome.into(),
+                    failure_kind: o.kind,
+                    error: o.error,
+                    output: o.output,
+                    tokens_input: b.and_then(|b| b.tokens_in),
+                    tokens_output: b.and_then(|b| b.tokens_out),
+                    cost_nanos: b.map_or(0, |b| b.cost_nanos),
+                    billed_nanos: b.map_or(0, |b| b.billed_nanos),
+                    latency_ms: b.map(|b| b.latency_ms),
+                    usage_id: b.map(|b| b.usage_id.clone()),
+                    quality_failure: o.outcome == "quality",
+                    created_by: self.req.key_id.clone(),
+                    now: self.app.clock.now_text(),
+                },
+            )
+            .await?;
+        self.report(message);
+        Ok(())
+    }
+
+    /// The prompt: the task, its context and paths, the answer's schema, and
+    /// why the previous answer was rejected.
+    fn prompt(&self, feedback: Option<&str>) -> String {
+        let t = &self.task;
+        let mut p = format!("# Task: {}\n", t.title);
+        if let Some(i) = &t.instruction {
+            p.push_str(&format!("\n{i}\n"));
+        }
+        if let Some(c) = &t.context {
+            p.push_str(&format!("\n## Context\n{c}\n"));
+        }
+        if !t.paths.is_empty() {
+            p.push_str(&format!("\n## Paths\n{}\n", t.paths.join("\n")));
+        }
+        if let Some(s) = &t.answer_schema {
+            p.push_str(&format!(
+                "\n## Answer format\nAnswer with one JSON value, and nothing else, that validates against this JSON Schema:\n{}\n",
+                serde_json::Value::Object(s.clone())
+            ));
+        }
+        if let Some(f) = feedback {
+            p.push_str(&format!("\n## Your previous answer was rejected\n{f}\n"));
+        }
+        p
+    }
+}
+
+const SYSTEM: &str = "You are a careful software engineer working for an automated dispatcher. Answer the task directly and completely.";
+
+/// What a single call came to.
+enum Called {
+    Answer(String),
+    Quality(Rejection),
+    Infra(Failure),
+    Stop(Stop),
+}
+
+/// The metered side of an attempt.
+struct Billed {
+    usage_id: String,
+    cost_nanos: i64,
+    billed_nanos: i64,
+    tokens_in: Option<i64>,
+    tokens_out: Option<i64>,
+    latency_ms: i64,
+    stage_id: String,
+    n: i64,
+}
+
+/// The judged side of an attempt.
+struct Outcome {
+    outcome: &'static str,
+    kind: Option<String>,
+    error: Option<String>,
+    output: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    fn ok() -> Outcome {
+        Outcome {
+            outcome: "ok",
+            kind: None,
+            error: None,
+            output: None,
+        }
+    }
+
+    fn skipped(reason: &str) -> Outcome {
+        Outcome {
+            outcome: "skipped",
+            kind: Some("no_account".into()),
+            error: Some(providers::short(reason.to_string())),
+            output: None,
+        }
+    }
+
+    fn quality(r: &Rejection) -> Outcome {
+        Outcome {
+            outcome: "quality",
+            kind: Some(r.kind.into()),
+            error: Some(providers::short(r.message.clone())),
+            output: None,
+        }
+    }
+
+    fn terminal(kind: &str, msg: &str) -> Outcome {
+        Outcome {
+            outcome: "terminal",
+            kind: Some(kind.into()),
+            error: Some(providers::short(msg.to_string())),
+            output: None,
+        }
+    }
+
+    fn failed(f: &Failure) -> Outcome {
+        Outcome {
+            outcome: match f.kind.class() {
+                FailureClass::Quality => "quality",
+                FailureClass::Infra => "infra",
+                FailureClass::Terminal => "terminal",
+            },
+            kind: Some(f.kind.as_str().into()),
+            error: Some(f.message.clone()),
+            output: None,
+        }
+    }
+}
+
+/// At most `max` characters of `s`.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Waits for a run to end, at most `wait`; None when it is still going.
+pub async fn wait(rx: &mut watch::Receiver<Option<Run>>, wait: Duration, ct: &CancellationToken) -> Option<Run> {
+    let done = async {
+        loop {
+            if let Some(r) = rx.borrow().clone() {
+                return Some(r);
+            }
+            if rx.changed().await.is_err() {
+                return rx.borrow().clone();
+            }
+        }
+    };
+    tokio::select! {
+        r = done => r,
+        _ = tokio::time::sleep(wait) => None,
+        _ = ct.cancelled() => None,
+    }
+}
