@@ -487,6 +487,15 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
             let id = need(&p.task_id, "task_id", action)?;
             let answer = need(&p.answer, "answer", action)?.clone();
             check_answer(&app.store.task_get(org, id).await?, &answer)?;
+            // A person answers for the ladder: not the key that started the run.
+            if let Some(run) = app.store.run_waiting(org, id).await?
+                && run.key_id == ctx.principal.key_id
+            {
+                return Err(Error::Conflict(format!(
+                    "task {id} was handed to a person by run {} started with this key; another key (operator or above) must resolve it",
+                    run.id
+                )));
+            }
             let task = app
                 .store
                 .task_resolve(org, id, answer, ctx.principal.key_id.clone(), now)

@@ -63,9 +63,17 @@ pub fn render(w: &Workflow, stages: &[Stage], tasks: &[TaskRef]) -> String {
             .as_deref()
             .map(|m| format!(" {}", esc(m)))
             .unwrap_or_default();
+        // An `execute` attempt says its rung and, when it failed, why.
+        let name = match &s.attempt {
+            Some(a) => match &a.failure_kind {
+                Some(k) => format!("{} {} {}: {k}", s.name, a.rung, a.outcome),
+                None => format!("{} {}", s.name, a.rung),
+            },
+            None => s.name.clone(),
+        };
         out.push_str(&format!(
             "  {prev} --> {id}[\"{}{model} {ok}{latency} {}\"]\n",
-            esc(&s.name),
+            esc(&name),
             fmt_usd(s.cost_nanos)
         ));
         prev = id;
@@ -140,6 +148,7 @@ mod tests {
             cost_self_reported: true,
             latency_ms: Some(3200),
             created_at: "t".into(),
+            attempt: None,
         }
     }
 

@@ -363,6 +363,7 @@ mod tests {
             cost_self_reported: true,
             latency_ms: None,
             created_at: "t".into(),
+            attempt: None,
         }
     }
 
