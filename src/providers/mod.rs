@@ -10,7 +10,14 @@
 //! Each HTTP adapter is split into a pure request builder and a pure response
 //! parser (golden-tested against recorded pairs in `fixtures/providers/`) around
 //! one shared sender in [`http`]. CLI adapters run the agent CLIs as child
-//! processes in their own process group ([`cli`]).
+//! processes in their own process group ([`cli`]); repository work runs in an
+//! isolated git worktree that vaultline owns ([`worktree`]).
+
+// `Failure` is the one error of every adapter and is returned once per model
+// call, next to an HTTP request or a process spawn: its size (about 200 bytes,
+// the rate signal and usage it carries are billable facts) costs nothing there,
+// and boxing it would make every adapter and test awkward for no gain.
+#![allow(clippy::result_large_err)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +34,7 @@ pub mod cli;
 pub mod gemini;
 pub mod http;
 pub mod openai;
+pub mod worktree;
 
 /// The adapters. A closed set: config naming anything else is refused at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
