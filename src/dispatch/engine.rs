@@ -48,6 +48,9 @@ pub struct RunRequest {
     pub detached: bool,
     /// Keeps this caller on the same account of a provider (warm caches).
     pub session: Option<String>,
+    /// A command (argv, no shell) run in a worktree of the task's repository
+    /// after an answer passes the other checks; exit 0 passes.
+    pub verifier: Option<Vec<String>>,
 }
 
 /// How the caller hears about a run while it goes.
@@ -113,10 +116,20 @@ impl Dispatcher {
         self.live.lock().ok()?.get(run).map(|l| l.done.clone())
     }
 
-    /// Marks runs whose holder stopped heart-beating as interrupted, now and
-    /// every heartbeat period, until `ct` is cancelled.
+    /// Sweeps orphaned worktrees, then marks runs whose holder stopped
+    /// heart-beating as interrupted, now and every heartbeat period, until `ct`
+    /// is cancelled.
     pub fn spawn_reaper(app: Arc<App>, ct: CancellationToken) {
         tokio::spawn(async move {
+            // Worktrees left by runs of a process that died: no run of this
+            // process exists yet, so every marked worktree is an orphan.
+            let root = app.config.execute.worktree_dir(&app.config.db_path);
+            if root.exists() {
+                let n = providers::worktree::sweep(&root, &std::collections::HashSet::new()).await;
+                if n > 0 {
+                    tracing::info!(removed = n, "swept worktrees left by an earlier process");
+                }
+            }
             let beat = Duration::from_secs(app.config.execute.heartbeat_secs.max(1));
             loop {
                 let now = app.clock.now();
@@ -145,6 +158,9 @@ pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begu
     let d = &app.dispatch;
     let task = app.store.task_get(&req.org, &req.task_id).await?;
     let schema = compile_schema(&task)?;
+    if let Some(v) = &req.verifier {
+        check_verifier(&task, v)?;
+    }
     let history = match (&task.task_type, &task.complexity) {
         (Some(t), Some(c)) => Some(
             app.store
@@ -163,7 +179,9 @@ pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begu
     let request_sha256 = {
         use sha2::Digest;
         let h = sha2::Sha256::digest(
-            json!({"task": req.task_id, "pin": req.pin}).to_string().as_bytes(),
+            json!({"task": req.task_id, "pin": req.pin, "verifier": req.verifier})
+                .to_string()
+                .as_bytes(),
         );
         hex::encode(h)
     };
@@ -227,6 +245,27 @@ pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begu
         let _ = tx.send(Some(end));
     });
     Ok(Begun::New(run, rx))
+}
+
+/// A verifier needs a command and a task whose `repo` is a git working copy.
+fn check_verifier(task: &Task, argv: &[String]) -> Result<()> {
+    if argv.is_empty() || argv[0].trim().is_empty() {
+        return Err(Error::invalid("verifier", "needs a program and its arguments, e.g. [\"cargo\", \"test\"]"));
+    }
+    let Some(repo) = &task.repo else {
+        return Err(Error::invalid(
+            "verifier",
+            format!("runs in the task's working copy, and task {} has no `repo`; set one with `task update`", task.id),
+        ));
+    };
+    let path = std::path::Path::new(repo);
+    if !path.is_absolute() || !path.join(".git").exists() {
+        return Err(Error::invalid(
+            "verifier",
+            format!("task {}'s repo {repo:?} is not an absolute path to a git working copy on this server", task.id),
+        ));
+    }
+    Ok(())
 }
 
 /// The task's answer schema, compiled; an invalid one is the caller's error.
@@ -568,6 +607,24 @@ impl Job {
             }
             Err(e) => return Err(e),
         };
+        let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        // Repository work gets its own worktree per attempt: a CLI agent works
+        // in it and the verifier checks it; it is removed after the attempt.
+        let needs_tree = self.task.repo.is_some() && (rung.kind.is_cli() || self.req.verifier.is_some());
+        let tree = if needs_tree {
+            match self.worktree(n).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let _ = self.app.meter.release(&self.req.org, &reservation.id).await;
+                    return Ok(Called::Stop(Stop {
+                        state: RunState::Failed,
+                        reason: format!("could not make a worktree of the task's repo: {e}"),
+                    }));
+                }
+            }
+        } else {
+            None
+        };
         let target = Target {
             kind: rung.kind,
             base_url: rung.cfg.base_url.clone(),
@@ -582,9 +639,8 @@ impl Job {
             max_output_tokens: rung.cfg.max_output_tokens,
             answer_schema: self.task.answer_schema.clone().map(serde_json::Value::Object),
             timeout: Duration::from_secs(rung.cfg.timeout_secs),
-            workdir: None,
+            workdir: tree.as_ref().map(|t| t.path().to_path_buf()),
         };
-        let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let result = self
             .beating(&reservation.id, providers::call(&self.app.dispatch.http, &target, &request, &self.ct))
@@ -646,8 +702,8 @@ impl Job {
             stage_id,
             n,
         };
-        match result {
-            Ok(answer) => self.judge(rung, account, answer, billed).await,
+        let judged = match result {
+            Ok(answer) => self.judge(rung, account, answer, billed, tree.as_ref()).await,
             Err(f) => {
                 self.attempt(rung, Some(account), Outcome::failed(&f), Some(billed)).await?;
                 Ok(match f.kind.class() {
@@ -658,12 +714,77 @@ impl Job {
                     _ => Called::Infra(f),
                 })
             }
+        };
+        if let Some(t) = tree
+            && let Err(e) = t.remove().await
+        {
+            tracing::warn!(error = %e, run = %self.run.id, "could not remove an attempt's worktree");
+        }
+        judged
+    }
+
+    async fn worktree(&self, n: i64) -> std::result::Result<providers::worktree::Worktree, String> {
+        let repo = self.task.repo.as_deref().unwrap_or_default();
+        let root = self.app.config.execute.worktree_dir(&self.app.config.db_path);
+        providers::worktree::Worktree::create(std::path::Path::new(repo), &root, &format!("{}-{n}", self.run.id))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the verifier in the attempt's worktree, the answer in the file
+    /// `VAULTLINE_ANSWER_FILE` names. Exit 0 passes.
+    async fn verify(&self, argv: &[String], tree: &providers::worktree::Worktree, answer: &str) -> std::result::Result<(), Rejection> {
+        let fail = |message: String| Rejection { kind: "verifier", message };
+        let answer_file = tree
+            .path()
+            .parent()
+            .unwrap_or(tree.path())
+            .join("answer.txt");
+        std::fs::write(&answer_file, answer)
+            .map_err(|e| fail(format!("could not write the answer for the verifier: {e}")))?;
+        let mut env: Vec<(String, std::ffi::OsString)> = ["PATH", "HOME", "LANG"]
+            .iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (k.to_string(), v)))
+            .collect();
+        env.push(("VAULTLINE_ANSWER_FILE".into(), answer_file.into_os_string()));
+        let inv = providers::cli::Invocation {
+            program: argv[0].clone().into(),
+            args: argv[1..].to_vec(),
+            env,
+            stdin: String::new(),
+        };
+        let timeout = Duration::from_secs(self.app.config.execute.verifier_timeout_secs);
+        match providers::cli::process::run(&inv, tree.path(), timeout, &self.ct).await {
+            Ok(out) if out.exit_code == Some(0) => Ok(()),
+            Ok(out) => {
+                let tail: String = out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                Err(fail(format!(
+                    "the verifier `{}` exited with {}{}",
+                    argv.join(" "),
+                    out.exit_code.map_or("a signal".to_string(), |c| c.to_string()),
+                    if tail.is_empty() { String::new() } else { format!(": {}", clip(&tail, 500)) }
+                )))
+            }
+            Err(f) => Err(fail(format!("the verifier `{}` did not finish: {}", argv.join(" "), f.message))),
         }
     }
 
-    async fn judge(&self, rung: &Rung, account: &Account, answer: Answer, billed: Billed) -> Result<Called> {
+    async fn judge(
+        &self,
+        rung: &Rung,
+        account: &Account,
+        answer: Answer,
+        billed: Billed,
+        tree: Option<&providers::worktree::Worktree>,
+    ) -> Result<Called> {
         let output = json!({"answer": clip(&answer.text, 4000), "finish_reason": answer.finish_reason});
-        match quality::check(&answer.text, answer.refused, self.schema.as_ref()) {
+        let mut checked = quality::check(&answer.text, answer.refused, self.schema.as_ref());
+        if checked.is_ok()
+            && let (Some(argv), Some(tree)) = (&self.req.verifier, tree)
+        {
+            checked = self.verify(argv, tree, &answer.text).await;
+        }
+        match checked {
             Ok(()) => {
                 let mut o = Outcome::ok();
                 o.output = Some(output);

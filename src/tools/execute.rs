@@ -51,6 +51,10 @@ pub struct Params {
     detach: Option<bool>,
     /// run / status: how much to return (default mermaid).
     verbosity: Option<Verbosity>,
+    /// run: a command (program and arguments, no shell) run in a worktree of
+    /// the task's `repo` after each answer that passes the other checks; exit 0
+    /// passes. The answer is in the file `$VAULTLINE_ANSWER_FILE`.
+    verifier: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -158,6 +162,7 @@ async fn run(ctx: &CallCtx, p: &Params, verbosity: Verbosity) -> Result<ToolOutp
         pin: p.pin.clone(),
         detached: detach,
         session: Some(ctx.principal.key_id.clone()),
+        verifier: p.verifier.clone(),
     };
     let hooks = Hooks {
         progress: ctx.progress.clone(),
