@@ -98,7 +98,11 @@ pub fn reported_usd_to_nanos_ceil(text: &str) -> Option<i64> {
     }
     // All digits, with the decimal point moved by the exponent: the value is
     // digits × 10^(point - digits.len()), and nanos are that × 10^9.
-    let digits: Vec<u8> = whole.bytes().chain(frac.bytes()).map(|b| b - b'0').collect();
+    let digits: Vec<u8> = whole
+        .bytes()
+        .chain(frac.bytes())
+        .map(|b| b - b'0')
+        .collect();
     let point = i64::try_from(whole.len()).ok()? + i64::from(exp) + 9;
     let mut nanos: i64 = 0;
     let mut rest_nonzero = false;

@@ -106,7 +106,10 @@ pub async fn call(
 fn timed_out(limit: Duration) -> Failure {
     Failure::new(
         FailureKind::Timeout,
-        format!("no complete answer within the {} ms timeout", limit.as_millis()),
+        format!(
+            "no complete answer within the {} ms timeout",
+            limit.as_millis()
+        ),
     )
 }
 
@@ -298,7 +301,10 @@ pub fn json_body(status: u16, body: &[u8]) -> Result<Value, Failure> {
     serde_json::from_slice(body).map_err(|e| {
         let mut f = Failure::new(
             FailureKind::Malformed,
-            format!("HTTP {status} answer is not JSON ({} bytes): {e}", body.len()),
+            format!(
+                "HTTP {status} answer is not JSON ({} bytes): {e}",
+                body.len()
+            ),
         );
         f.status = Some(status);
         f
@@ -520,7 +526,11 @@ pub fn anthropic_rate(headers: &HeaderMap) -> Option<RateSignal> {
             .map(|d| d.with_timezone(&Utc)),
     };
     let requests = limit("requests");
-    let token_limits = [limit("tokens"), limit("input-tokens"), limit("output-tokens")];
+    let token_limits = [
+        limit("tokens"),
+        limit("input-tokens"),
+        limit("output-tokens"),
+    ];
     let tokens = token_limits
         .iter()
         .find(|l| l.limit.is_some() || l.remaining.is_some())
@@ -619,11 +629,7 @@ mod tests {
             ("s", None),
         ];
         for (s, ms) in cases {
-            assert_eq!(
-                parse_duration(s).map(|d| d.as_millis() as u64),
-                ms,
-                "{s:?}"
-            );
+            assert_eq!(parse_duration(s).map(|d| d.as_millis() as u64), ms, "{s:?}");
         }
     }
 
@@ -655,7 +661,10 @@ mod tests {
             ("anthropic-ratelimit-requests-reset", "2025-06-01T12:00:30Z"),
             ("anthropic-ratelimit-input-tokens-limit", "40000"),
             ("anthropic-ratelimit-input-tokens-remaining", "39000"),
-            ("anthropic-ratelimit-input-tokens-reset", "2025-06-01T12:00:01Z"),
+            (
+                "anthropic-ratelimit-input-tokens-reset",
+                "2025-06-01T12:00:01Z",
+            ),
         ]);
         let s = anthropic_rate(&h).unwrap();
         assert_eq!(s.requests_remaining, Some(0));

@@ -91,7 +91,8 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8]) -> Result<Answer, Fa
         .and_then(Value::as_str)
         .map(str::to_string);
     // With no content, a refusal's own text is the most useful answer text.
-    let text = content_text(message.get("content")).unwrap_or_else(|| refusal.unwrap_or("").to_string());
+    let text =
+        content_text(message.get("content")).unwrap_or_else(|| refusal.unwrap_or("").to_string());
     Ok(Answer {
         text,
         usage: usage(v.get("usage")),
