@@ -4,6 +4,10 @@
 //! sending is [`super::http::call`]'s job. Anthropic's `input_tokens` already
 //! excludes cache reads and writes, so its usage maps one to one.
 
+// `Failure` (defined in mod.rs) is ~200 bytes and is built at most once per
+// provider round trip, so boxing it would buy nothing measurable.
+#![allow(clippy::result_large_err)]
+
 use ::http::HeaderMap;
 use serde_json::{Value, json};
 
