@@ -24,7 +24,7 @@ mod providers_http {
 
     fn client() -> reqwest::Client {
         // No proxy: a proxy from the environment must not see loopback test traffic.
-        reqwest::Client::builder()
+        providers::http::client_builder()
             .no_proxy()
             .build()
             .expect("a client")
@@ -274,6 +274,16 @@ mod providers_http {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(fake.dropped_hangs(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let fake = fake().await;
+        let f = run(&fake, Kind::Anthropic, "m", vec![Step::status(307)])
+            .await
+            .unwrap_err();
+        assert_eq!(f.kind, FailureKind::Malformed, "{f:?}");
+        assert_eq!(f.status, Some(307));
     }
 
     #[tokio::test]

@@ -68,6 +68,19 @@ fn is_credential_header(name: &str) -> bool {
         .any(|c| c.eq_ignore_ascii_case(name))
 }
 
+/// The client settings the HTTP adapters assume; the ladder builds its one
+/// shared `reqwest::Client` from this. No redirects: a redirect to another host
+/// would carry `x-api-key` or `x-goog-api-key` along (reqwest strips only
+/// `Authorization`), and no provider API redirects a POST; a 3xx comes back as
+/// `Malformed`. The connect timeout only bounds a dead host inside the call's own
+/// timeout.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("vaultline/", env!("CARGO_PKG_VERSION")))
+}
+
 /// Builds the wire request for a target and a call.
 pub type Build = fn(&Target, &Request) -> Result<Built, Failure>;
 /// Parses a response (status, headers, body) into an answer or a classified failure.

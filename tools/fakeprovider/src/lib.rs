@@ -68,7 +68,8 @@ pub enum Step {
     /// An error status. Without `body`, the format's own error body for the code;
     /// a string `body` is sent as text, anything else as JSON. `retry_after` is
     /// sent as the `Retry-After` header (OpenAI, Anthropic) or as the 429's
-    /// `RetryInfo.retryDelay` (Gemini, which sends no header).
+    /// `RetryInfo.retryDelay` (Gemini, which sends no header). A 3xx carries a
+    /// `Location` on this server that answers 404.
     Status {
         code: u16,
         #[serde(default)]
@@ -680,6 +681,13 @@ fn error_response(
 ) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
+    if status.is_redirection() {
+        // Somewhere a client that follows redirects would go (and get a 404).
+        headers.insert(
+            header::LOCATION,
+            HeaderValue::from_static("/_fake/redirected"),
+        );
+    }
     if format != Format::Gemini
         && let Some(v) = retry_after
             .as_deref()
