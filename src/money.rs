@@ -77,6 +77,58 @@ pub fn usd_text(nanos: i64) -> String {
     }
 }
 
+/// A provider-reported dollar amount as decimal text (`"0.00012"`, `"1.2e-5"`, the
+/// JSON number or header a provider sent) → nano-dollars, rounded **up** to the next
+/// nano-dollar, exactly (no floating point: the text's decimal value is what the
+/// provider meant). `None` when the text is not a non-negative number or exceeds
+/// [`MAX_NANOS`].
+pub fn reported_usd_to_nanos_ceil(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], t[i + 1..].parse::<i32>().ok()?),
+        None => (t, 0),
+    };
+    let mantissa = mantissa.strip_prefix('+').unwrap_or(mantissa);
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // All digits, with the decimal point moved by the exponent: the value is
+    // digits × 10^(point - digits.len()), and nanos are that × 10^9.
+    let digits: Vec<u8> = whole
+        .bytes()
+        .chain(frac.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    let point = i64::try_from(whole.len()).ok()? + i64::from(exp) + 9;
+    let mut nanos: i64 = 0;
+    let mut rest_nonzero = false;
+    for (i, d) in digits.iter().enumerate() {
+        if (i as i64) < point {
+            nanos = nanos.checked_mul(10)?.checked_add(i64::from(*d))?;
+            if nanos > MAX_NANOS {
+                return None;
+            }
+        } else if *d != 0 {
+            rest_nonzero = true;
+        }
+    }
+    // Digits run out before the point: pad with zeros.
+    for _ in (digits.len() as i64)..point.max(0) {
+        nanos = nanos.checked_mul(10)?;
+        if nanos > MAX_NANOS {
+            return None;
+        }
+    }
+    if rest_nonzero {
+        nanos += 1;
+    }
+    (nanos <= MAX_NANOS).then_some(nanos)
+}
+
 /// Checks a nano-dollar amount given by a client.
 pub fn check_nanos(field: &str, nanos: i64) -> Result<i64> {
     if nanos < 0 {
@@ -99,6 +151,31 @@ pub fn fmt_usd(nanos: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reported_cost_rounds_up_exactly() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("0", Some(0)),
+            ("0.3", Some(300_000_000)),
+            ("0.00012", Some(120_000)),
+            ("1.2e-5", Some(12_000)),
+            ("1.5E2", Some(150_000_000_000)),
+            ("0.0000000001", Some(1)),
+            ("0.0000000010000001", Some(2)),
+            ("3.000000001", Some(3_000_000_001)),
+            ("1e-30", Some(1)),
+            ("1000000", Some(MAX_NANOS)),
+            ("1000000.0000000001", None),
+            ("1e300", None),
+            ("-0.1", None),
+            ("", None),
+            ("abc", None),
+            ("1.2.3", None),
+        ];
+        for (t, want) in cases {
+            assert_eq!(reported_usd_to_nanos_ceil(t), *want, "{t}");
+        }
+    }
 
     #[test]
     fn exact_dollar_text() {

@@ -32,6 +32,8 @@ use crate::quota::secret::Secret;
 pub mod anthropic;
 pub mod cli;
 pub mod gemini;
+#[cfg(test)]
+mod golden;
 pub mod http;
 pub mod openai;
 pub mod worktree;
