@@ -87,8 +87,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(ladder: Ladder, holder: String) -> Result<Dispatcher> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = providers::http::client_builder()
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the provider HTTP client: {e}")))?;
@@ -542,8 +541,10 @@ impl Job {
                     let rest = if f.kind == FailureKind::Auth {
                         Duration::from_secs(cfg.infra_cooldown_secs.saturating_mul(10))
                     } else {
+                        // A provider's Retry-After is honoured up to an hour.
                         f.retry_after
                             .unwrap_or(Duration::from_secs(cfg.infra_cooldown_secs))
+                            .min(Duration::from_secs(3600))
                     };
                     let until = self.app.clock.now() + chrono::Duration::from_std(rest).unwrap_or_default();
                     if let Err(e) = self
