@@ -355,10 +355,11 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
 /// Provider cost and billed total of one task so far.
 fn task_spent(c: &Connection, org: &str, task: &str) -> Result<(i64, i64)> {
     Ok(c.prepare_cached(
-        "SELECT coalesce(sum(cost_nanos), 0), coalesce(sum(billed_nanos), 0) FROM usage_records
-         WHERE org_id = ?1 AND task_id = ?2",
+        "SELECT cost_nanos, billed_nanos FROM task_spend WHERE org_id = ?1 AND task_id = ?2",
     )?
-    .query_row(params![org, task], |x| Ok((x.get(0)?, x.get(1)?)))?)
+    .query_row(params![org, task], |x| Ok((x.get(0)?, x.get(1)?)))
+    .optional()?
+    .unwrap_or((0, 0)))
 }
 
 /// Which admin breaker resets are in force: (this day, this month, this task).

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0005_runs.sql",
         include_str!("../../migrations/0005_runs.sql"),
     ),
+    (
+        6,
+        "0006_task_spend.sql",
+        include_str!("../../migrations/0006_task_spend.sql"),
+    ),
 ];
 
 /// What start-up found and did.

@@ -550,3 +550,33 @@ async fn breaker_alerts_are_raised_once_per_period_off_the_charge_path() {
     assert_eq!(kinds(f.store.alerts_list("a", 10).await.unwrap()), want);
     assert!(f.store.alerts_list("b", 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn task_spend_follows_the_usage_records_once_per_call() {
+    let f = fx(BillingConfig::default()).await;
+    let mut sums = (0i64, 0i64);
+    for (i, cost) in [(1, 3_000_000), (2, 7_000_000), (3, 0)] {
+        let mut c = call("a", &format!("t/{i}"), None);
+        c.reported_cost_nanos = Some(cost);
+        let r = f.meter.record(c).await.unwrap();
+        sums = (sums.0 + r.cost_nanos, sums.1 + r.billed_nanos);
+    }
+    // A replay adds nothing; another task and another org are kept apart.
+    let mut again = call("a", "t/2", None);
+    again.reported_cost_nanos = Some(7_000_000);
+    assert!(!f.meter.record(again).await.unwrap().created);
+    let mut other = call("a", "t/9", None);
+    other.task_id = Some("t2".into());
+    other.reported_cost_nanos = Some(1_000_000);
+    f.meter.record(other).await.unwrap();
+    let mut elsewhere = call("b", "t/1", None);
+    elsewhere.reported_cost_nanos = Some(5_000_000);
+    f.meter.record(elsewhere).await.unwrap();
+    assert_eq!(f.store.task_spend("a", "t1").await.unwrap(), sums);
+    assert_eq!(sums, (10_000_000, 20_000_000));
+    assert_eq!(
+        f.store.task_spend("a", "t2").await.unwrap(),
+        (1_000_000, 2_000_000)
+    );
+    assert_eq!(f.store.task_spend("a", "none").await.unwrap(), (0, 0));
+}
