@@ -19,6 +19,9 @@ CREATE TABLE runs (
   request_sha256 TEXT NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'needs_human', 'cancelled', 'interrupted')),
   detached INTEGER NOT NULL DEFAULT 0,
+  -- The run made the workflow to hold a task that had none: the run closes it
+  -- with its close record, so the chooser learns from runs.
+  owns_workflow INTEGER NOT NULL DEFAULT 0,
   start_rung TEXT,
   -- Why the run started where it did (pin, chooser with its scores, rules).
   start_reason TEXT,

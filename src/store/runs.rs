@@ -130,6 +130,40 @@ fn run_by_key(c: &Connection, org: &str, key: &str) -> Result<Option<Run>> {
     .optional()?)
 }
 
+/// Closes the workflow a run made for its task, with the run's close record:
+/// the final model, first-attempt success, whether a person had to answer,
+/// and the consensus. Workflows the caller made are theirs to close.
+fn close_owned(c: &Connection, org: &str, run: &str, now: &str) -> Result<()> {
+    let r = get_run(c, org, run)?;
+    let owned: bool = c
+        .prepare_cached("SELECT owns_workflow FROM runs WHERE org_id = ?1 AND id = ?2")?
+        .query_row([org, run], |x| x.get(0))?;
+    let status: String = c
+        .prepare_cached("SELECT status FROM workflows WHERE org_id = ?1 AND id = ?2")?
+        .query_row([org, &r.workflow_id], |x| x.get(0))?;
+    if !owned || matches!(status.as_str(), "closed" | "cancelled") {
+        return Ok(());
+    }
+    let human = r.final_rung.as_deref() == Some("human");
+    let rec = super::workflows::CloseRecord {
+        final_model: r.final_model.clone(),
+        // Provider failures are not the model's: first-attempt success means
+        // no bad answer before the accepted one.
+        first_attempt_success: Some(
+            r.state == RunState::Succeeded
+                && r.quality_failures == 0
+                && r.consensus.is_none()
+                && !human,
+        ),
+        human_correction_needed: Some(human),
+        quality_score: None,
+        consensus_type: r.consensus.as_ref().map(|_| "majority".to_string()),
+        consensus_result: r.consensus.as_ref().map(|v| v.to_string()),
+        models_used: None,
+    };
+    super::workflows::close(c, org, &r.workflow_id, rec, now)
+}
+
 /// The task's status after its run ends in `state` (None: leave it).
 fn task_status_after(state: RunState) -> Option<TaskStatus> {
     match state {
@@ -188,6 +222,7 @@ impl Store {
                     n.task_id
                 )));
             }
+            let owns_workflow = task.workflow_id.is_none();
             let workflow_id = match &task.workflow_id {
                 Some(w) => {
                     let ws: String = c
@@ -224,10 +259,10 @@ impl Store {
             )?;
             c.execute(
                 "INSERT INTO runs (org_id, id, task_id, workflow_id, key_id, idempotency_key, request_sha256, state,
-                   detached, start_rung, start_reason, holder, heartbeat_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12, ?12, ?12)",
+                   detached, start_rung, start_reason, holder, heartbeat_at, created_at, updated_at, owns_workflow)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12, ?12, ?12, ?13)",
                 params![o, n.id, n.task_id, workflow_id, n.key_id, n.idempotency_key, n.request_sha256,
-                        n.detached, n.start_rung, n.start_reason, n.holder, n.now],
+                        n.detached, n.start_rung, n.start_reason, n.holder, n.now, owns_workflow],
             )?;
             Ok(Started::New(get_run(c, &o, &n.id)?, get_task(c, &o, &n.task_id)?))
         })
@@ -299,6 +334,9 @@ impl Store {
                     params![o, run.task_id, s.as_str(), done, f.answer, f.now],
                 )?;
             }
+            if matches!(f.state, RunState::Succeeded | RunState::Failed) {
+                close_owned(c, &o, &i, &f.now)?;
+            }
             get_run(c, &o, &i)
         })
         .await
@@ -319,6 +357,16 @@ impl Store {
              WHERE org_id = ?1 AND task_id = ?2 AND state = 'needs_human'",
             params![org, task, answer, now],
         )?;
+        let resolved: Vec<String> = c
+            .prepare_cached(
+                "SELECT id FROM runs WHERE org_id = ?1 AND task_id = ?2 AND state = 'succeeded' AND final_rung = 'human'
+                   AND finished_at = ?3",
+            )?
+            .query_map(params![org, task, now], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for run in resolved {
+            close_owned(c, org, &run, now)?;
+        }
         Ok(())
     }
 

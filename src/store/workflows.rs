@@ -143,6 +143,33 @@ pub(super) const STAGE_COLS: &str = "id, workflow_id, task_id, name, stage_type,
 pub(super) const ATTEMPT_COLS: &str =
     "run_id, attempt, rung, provider, account_id, outcome, failure_kind, error";
 
+/// Closes a workflow with its close record (models used default to the
+/// models of its stages), inside the caller's write job.
+pub(super) fn close(c: &Connection, o: &str, i: &str, rec: CloseRecord, now: &str) -> Result<()> {
+    workflows::transition(i, status_of(c, o, i)?, Transition::Close)?;
+    let models = match rec.models_used {
+        Some(m) => m,
+        None => c
+            .prepare_cached(
+                "SELECT DISTINCT model FROM stages WHERE org_id = ?1 AND workflow_id = ?2 AND model IS NOT NULL ORDER BY model",
+            )?
+            .query_map([o, i], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?,
+    };
+    c.execute(
+        "UPDATE workflows SET status = 'closed', final_model = ?3, first_attempt_success = ?4,
+           human_correction_needed = ?5, quality_score = ?6, consensus_type = ?7, consensus_result = ?8,
+           models_used = ?9, updated_at = ?10, closed_at = ?10
+         WHERE org_id = ?1 AND id = ?2",
+        params![
+            o, i, rec.final_model, rec.first_attempt_success, rec.human_correction_needed,
+            rec.quality_score, rec.consensus_type, rec.consensus_result,
+            serde_json::to_string(&models)?, now
+        ],
+    )?;
+    Ok(())
+}
+
 pub(super) fn stage_row(r: &Row<'_>, with_output: bool) -> rusqlite::Result<Stage> {
     let output: Option<String> = if with_output { r.get(6)? } else { None };
     let run_id: Option<String> = r.get(13)?;
@@ -305,27 +332,7 @@ impl Store {
     ) -> Result<Workflow> {
         let (o, i) = (org.to_string(), id.to_string());
         self.write(move |c| {
-            workflows::transition(&i, status_of(c, &o, &i)?, Transition::Close)?;
-            let models = match rec.models_used {
-                Some(m) => m,
-                None => c
-                    .prepare_cached(
-                        "SELECT DISTINCT model FROM stages WHERE org_id = ?1 AND workflow_id = ?2 AND model IS NOT NULL ORDER BY model",
-                    )?
-                    .query_map([&o, &i], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?,
-            };
-            c.execute(
-                "UPDATE workflows SET status = 'closed', final_model = ?3, first_attempt_success = ?4,
-                   human_correction_needed = ?5, quality_score = ?6, consensus_type = ?7, consensus_result = ?8,
-                   models_used = ?9, updated_at = ?10, closed_at = ?10
-                 WHERE org_id = ?1 AND id = ?2",
-                params![
-                    o, i, rec.final_model, rec.first_attempt_success, rec.human_correction_needed,
-                    rec.quality_score, rec.consensus_type, rec.consensus_result,
-                    serde_json::to_string(&models)?, now
-                ],
-            )?;
+            close(c, &o, &i, rec, &now)?;
             get_wf(c, &o, &i)
         })
         .await
