@@ -35,7 +35,7 @@ pub struct NewRun {
 #[derive(Debug, Clone)]
 pub enum Started {
     /// A new run, with the task as it now is.
-    New(Run, Task),
+    New(Run, Box<Task>),
     /// The idempotency key names an earlier run of the same request.
     Existing(Run),
 }
@@ -264,7 +264,10 @@ impl Store {
                 params![o, n.id, n.task_id, workflow_id, n.key_id, n.idempotency_key, n.request_sha256,
                         n.detached, n.start_rung, n.start_reason, n.holder, n.now, owns_workflow],
             )?;
-            Ok(Started::New(get_run(c, &o, &n.id)?, get_task(c, &o, &n.task_id)?))
+            Ok(Started::New(
+                get_run(c, &o, &n.id)?,
+                Box::new(get_task(c, &o, &n.task_id)?),
+            ))
         })
         .await
     }

@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CallCtx, ToolOutput, ToolSpec, checkpoint, parse, read, schema_of, workflow, write};
+use super::{
+    CallCtx, ToolOutput, ToolSpec, checkpoint, execute, parse, read, schema_of, workflow, write,
+};
 use crate::error::Result;
 use crate::workflows::{Complexity, TaskType};
 
@@ -18,14 +20,40 @@ pub enum Old {
     Search,
     SessionStart,
     SessionEnd,
+    Pricing,
 }
 
-pub static SPECS: [(Old, &ToolSpec); 4] = [
+pub static SPECS: [(Old, &ToolSpec); 5] = [
     (Old::WorkflowQuery, &WORKFLOW_QUERY),
     (Old::Search, &SEARCH),
     (Old::SessionStart, &SESSION_START),
     (Old::SessionEnd, &SESSION_END),
+    (Old::Pricing, &PRICING),
 ];
+
+static PRICING: ToolSpec = ToolSpec {
+    name: "pricing",
+    action_field: false,
+    description: "vault-mcp compatibility: the same as `execute` with action `estimate` for a kind of work (task_type, complexity, context_tokens).",
+    actions: &[read("estimate", &[])],
+    input: schema_of::<Pricing>,
+    output: schema_of::<execute::Output>,
+    destructive: false,
+    idempotent: true,
+};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    task_type: Option<TaskType>,
+    complexity: Option<Complexity>,
+    /// Accepted for compatibility; prices do not depend on it.
+    language: Option<String>,
+    /// Accepted for compatibility; prices do not depend on it.
+    stack: Option<String>,
+    #[schemars(range(max = 10_000_000))]
+    context_tokens: Option<u64>,
+}
 
 static SEARCH: ToolSpec = ToolSpec {
     name: "search",
@@ -115,6 +143,21 @@ pub struct WorkflowQuery {
 
 pub async fn call(ctx: &CallCtx, old: Old, args: Value) -> Result<ToolOutput> {
     match old {
+        Old::Pricing => {
+            let p: Pricing = parse(args)?;
+            let _ = (p.language, p.stack);
+            let mut new = json!({"action": "estimate"});
+            if let Some(t) = p.task_type {
+                new["task_type"] = t.as_str().into();
+            }
+            if let Some(c) = p.complexity {
+                new["complexity"] = c.as_str().into();
+            }
+            if let Some(n) = p.context_tokens {
+                new["context_tokens"] = n.into();
+            }
+            execute::call(ctx, "estimate", new).await
+        }
         Old::WorkflowQuery => {
             let p: WorkflowQuery = parse(args)?;
             // `stack` was accepted by vault-mcp's chooser but never changed its answer.

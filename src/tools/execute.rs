@@ -13,15 +13,15 @@ use super::{
 };
 use crate::dispatch::engine::{self, Begun, Hooks, RunRequest};
 use crate::dispatch::summary::{self, Verbosity};
-use crate::dispatch::{Run, RunState, Start, prompt_tokens};
+use crate::dispatch::{Run, RunState, Start};
 use crate::error::{Error, Result};
 use crate::money::fmt_usd;
-use crate::workflows::Stage;
+use crate::workflows::{Complexity, Stage, TaskType};
 
 pub static SPEC: ToolSpec = ToolSpec {
     action_field: true,
     name: "execute",
-    description: "Send a task up the dispatch ladder (cheap models first, stronger on bad answers, then consensus, then a person). run (task_id; idempotency_key; pin = rung or model; detach; verbosity summary|mermaid|standard|full), status (run_id), cancel (run_id), estimate (task_id: starting rung and worst-case price before it runs).",
+    description: "Send a task up the dispatch ladder (cheap models first, stronger on bad answers, then consensus, then a person). run (task_id; idempotency_key; pin = rung or model; detach; verbosity summary|mermaid|standard|full; verifier argv), status (run_id), cancel (run_id), estimate (task_id, or task_type/complexity/context_tokens: starting rung and worst-case price before it runs).",
     actions: &ACTIONS,
     input: schema_of::<Params>,
     output: schema_of::<Output>,
@@ -57,6 +57,12 @@ pub struct Params {
     /// the task's `repo` after each answer that passes the other checks; exit 0
     /// passes. The answer is in the file `$VAULTLINE_ANSWER_FILE`.
     verifier: Option<Vec<String>>,
+    /// estimate without task_id: the kind of work to price (vault-mcp's `pricing`).
+    task_type: Option<TaskType>,
+    complexity: Option<Complexity>,
+    /// estimate without task_id: the prompt's size in tokens (default 2,000).
+    #[schemars(range(max = 10_000_000))]
+    context_tokens: Option<u64>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -257,13 +263,42 @@ async fn render(
     ToolOutput::new(out, text)
 }
 
+/// What an estimate prices: a stored task, or a kind of work and a prompt size.
+struct Work {
+    task_type: Option<String>,
+    complexity: Option<String>,
+    /// The prompt's size in characters.
+    chars: usize,
+}
+
 async fn estimate(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
-    let task_id = need(&p.task_id, "task_id", "estimate")?;
     let app = &ctx.app;
     let org = &ctx.principal.org;
-    let task = app.store.task_get(org, task_id).await?;
+    let work = match &p.task_id {
+        Some(id) => {
+            let task = app.store.task_get(org, id).await?;
+            let schema = task.answer_schema.as_ref().map_or(0, |s| {
+                serde_json::Value::Object(s.clone()).to_string().len()
+            });
+            let text = [
+                Some(task.title.as_str()),
+                task.instruction.as_deref(),
+                task.context.as_deref(),
+            ];
+            Work {
+                chars: text.into_iter().flatten().map(str::len).sum::<usize>() + schema,
+                task_type: task.task_type,
+                complexity: task.complexity,
+            }
+        }
+        None => Work {
+            task_type: p.task_type.map(|t| t.as_str().to_string()),
+            complexity: p.complexity.map(|c| c.as_str().to_string()),
+            chars: p.context_tokens.unwrap_or(2_000) as usize * 4,
+        },
+    };
     let ladder = &app.dispatch.ladder;
-    let history = match (&task.task_type, &task.complexity) {
+    let history = match (&work.task_type, &work.complexity) {
         (Some(t), Some(c)) => Some(
             app.store
                 .model_stats(org, Some(t.clone()), Some(c.clone()), None)
@@ -274,24 +309,12 @@ async fn estimate(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
     let start = crate::dispatch::start(
         ladder,
         p.pin.as_deref(),
-        task.complexity.as_deref(),
+        work.complexity.as_deref(),
         history.as_ref().map(|(n, s)| (*n, s.as_slice())),
     )
     .map_err(|e| Error::invalid("pin", e))?;
-    let text_size = [
-        Some(task.title.as_str()),
-        task.instruction.as_deref(),
-        task.context.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(str::len)
-    .sum::<usize>()
-        + task.answer_schema.as_ref().map_or(0, |s| {
-            serde_json::Value::Object(s.clone()).to_string().len()
-        })
-        + 400;
-    let tokens = prompt_tokens(&"x".repeat(text_size)) + 64;
+    // The prompt adds headings and the system line (~400 characters) to the task's text.
+    let tokens = ((work.chars + 400) as u64).div_ceil(4) + 64;
     let cfg = &app.config.execute;
     let path_len = cfg.quality_budget as usize;
     let n = ladder.rungs.len();
@@ -343,4 +366,165 @@ async fn estimate(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
         estimate: Some(est),
     };
     ToolOutput::new(out, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::auth::{Principal, Role};
+    use crate::tools::{call_as, test_app};
+
+    #[tokio::test]
+    async fn estimate_prices_a_task_or_a_kind_of_work_before_any_call() {
+        let (app, _d) = test_app();
+        app.store
+            .ensure_org("acme", "2026-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let op = Principal::local("acme", Role::Operator);
+        let simple = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "estimate", "task_type": "docs", "complexity": "simple", "context_tokens": 1000}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        let e = &simple["estimate"];
+        assert_eq!(e["start"]["rung"], "deepseek", "{e}");
+        assert_eq!(e["start"]["basis"], "rules");
+        let (expected, worst) = (
+            e["expected_nanos"].as_i64().unwrap(),
+            e["worst_case_nanos"].as_i64().unwrap(),
+        );
+        assert!(expected > 0 && worst > expected, "{e}");
+        let complex = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "estimate", "complexity": "complex", "context_tokens": 1000}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        assert_eq!(complex["estimate"]["start"]["rung"], "codex");
+        assert!(complex["estimate"]["expected_nanos"].as_i64().unwrap() > expected);
+        // A pin wins; an unknown one names the rungs.
+        let pinned = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "estimate", "pin": "claude-opus-4-6"}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        assert_eq!(pinned["estimate"]["start"]["rung"], "opus");
+        let e = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "estimate", "pin": "gpt-2"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("pin") && e.contains("deepseek, gemini-flash"),
+            "{e}"
+        );
+        // Nothing was billed or recorded.
+        let receipts = call_as(&app, &op, "billing", json!({"action": "receipts"}))
+            .await
+            .unwrap()
+            .structured;
+        assert_eq!(receipts["receipts"], json!([]), "{receipts}");
+    }
+
+    #[tokio::test]
+    async fn a_run_refuses_bad_input_before_anything_is_written() {
+        let (app, _d) = test_app();
+        for org in ["acme", "other"] {
+            app.store
+                .ensure_org(org, "2026-01-01T00:00:00.000Z")
+                .await
+                .unwrap();
+        }
+        let op = Principal::local("acme", Role::Operator);
+        let e = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "run", "task_id": "01NOPE"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not found"), "{e}");
+        let theirs = call_as(
+            &app,
+            &Principal::local("other", Role::Operator),
+            "task",
+            json!({"action": "create", "title": "theirs"}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        let id = theirs["task"]["id"].as_str().unwrap();
+        let e = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "run", "task_id": id}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("not found"),
+            "another org's task looks missing: {e}"
+        );
+        let mine = call_as(
+            &app,
+            &op,
+            "task",
+            json!({"action": "create", "title": "mine"}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        let id = mine["task"]["id"].as_str().unwrap();
+        let e = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "run", "task_id": id, "verifier": ["cargo", "test"]}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("verifier") && e.contains("repo"), "{e}");
+        let viewer = Principal::local("acme", Role::Viewer);
+        let e = call_as(
+            &app,
+            &viewer,
+            "execute",
+            json!({"action": "run", "task_id": id}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("operator"), "{e}");
+        let task = call_as(&app, &op, "task", json!({"action": "get", "task_id": id}))
+            .await
+            .unwrap()
+            .structured;
+        assert_eq!(task["task"]["status"], "open", "nothing started: {task}");
+        assert!(
+            task["task"].get("workflow_id").is_none(),
+            "no workflow was made: {task}"
+        );
+    }
 }
