@@ -405,6 +405,24 @@ impl Job {
             }
             index += 1;
         }
+        if self.attempts.load(Ordering::Relaxed) == 0 {
+            // Not one call could be made: that is a setup problem, not a
+            // question for a person.
+            let mut providers: Vec<&str> = rungs[self.start.index..]
+                .iter()
+                .map(|r| r.provider())
+                .collect();
+            providers.dedup();
+            return Ok(self.finish(
+                RunState::Failed,
+                None,
+                Some(format!(
+                    "no rung from {} up has a usable account; add quota accounts for: {}",
+                    self.start.rung,
+                    providers.join(", ")
+                )),
+            ));
+        }
         if let Some(f) = self.consensus(feedback.as_deref()).await? {
             return Ok(f);
         }
@@ -593,16 +611,27 @@ impl Job {
                 Called::Quality(r) => return Ok(RungEnd::Quality(r)),
                 Called::Stop(s) => return Ok(RungEnd::Stop(s)),
                 Called::Infra(f) => {
+                    let now = self.app.clock.now();
+                    let reset = f
+                        .rate
+                        .as_ref()
+                        .and_then(|r| r.reset_at)
+                        .filter(|t| *t > now)
+                        .and_then(|t| (t - now).to_std().ok());
                     let rest = if f.kind == FailureKind::Auth {
                         Duration::from_secs(cfg.infra_cooldown_secs.saturating_mul(10))
+                    } else if let (FailureKind::RateLimited, None, Some(reset)) =
+                        (f.kind, f.retry_after, reset)
+                    {
+                        // A CLI that says when its window resets rests until then.
+                        reset
                     } else {
                         // A provider's Retry-After is honoured up to an hour.
                         f.retry_after
                             .unwrap_or(Duration::from_secs(cfg.infra_cooldown_secs))
                             .min(Duration::from_secs(3600))
                     };
-                    let until =
-                        self.app.clock.now() + chrono::Duration::from_std(rest).unwrap_or_default();
+                    let until = now + chrono::Duration::from_std(rest).unwrap_or_default();
                     if let Err(e) = self
                         .app
                         .store

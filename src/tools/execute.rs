@@ -444,6 +444,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_without_any_usable_account_fails_saying_which_providers_need_one() {
+        let (app, _d) = test_app();
+        app.store
+            .ensure_org("acme", "2026-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let op = Principal::local("acme", Role::Operator);
+        let t = call_as(
+            &app,
+            &op,
+            "task",
+            json!({"action": "create", "title": "t", "complexity": "complex"}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        let id = t["task"]["id"].as_str().unwrap();
+        let out = call_as(
+            &app,
+            &op,
+            "execute",
+            json!({"action": "run", "task_id": id, "verbosity": "standard"}),
+        )
+        .await
+        .unwrap()
+        .structured;
+        let run = &out["run"];
+        assert_eq!(run["state"], "failed", "{out}");
+        assert_eq!(run["start_rung"], "codex");
+        let reason = run["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("add quota accounts for: openai, anthropic"),
+            "{reason}"
+        );
+        // Each skipped rung is on record with its reason; nothing was called.
+        let attempts = out["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 3, "{out}");
+        assert!(
+            attempts
+                .iter()
+                .all(|a| a["attempt"]["outcome"] == "skipped")
+        );
+        assert_eq!(run["attempts"], 0);
+        let task = call_as(&app, &op, "task", json!({"action": "get", "task_id": id}))
+            .await
+            .unwrap()
+            .structured;
+        assert_eq!(task["task"]["status"], "failed");
+    }
+
+    #[tokio::test]
     async fn a_run_refuses_bad_input_before_anything_is_written() {
         let (app, _d) = test_app();
         for org in ["acme", "other"] {
