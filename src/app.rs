@@ -46,6 +46,8 @@ pub struct App {
     pub alerts: Arc<Alerts>,
     /// Which quota account each ladder session used last.
     pub quota_sessions: Sticky,
+    /// Quota accounts' ranking inputs per (org, provider), briefly reused.
+    pub quota_candidates: crate::quota::service::CandidateCache,
     /// The dispatch ladder and the runs in flight in this process.
     pub dispatch: Dispatcher,
     pub started: Instant,
@@ -94,6 +96,9 @@ impl App {
             dispatch,
             alerts,
             quota_sessions: Sticky::default(),
+            quota_candidates: crate::quota::service::CandidateCache::new(Duration::from_millis(
+                config.quota.candidate_cache_ms,
+            )),
             metrics,
             meter,
             config,

@@ -154,6 +154,9 @@ pub struct QuotaConfig {
     /// Run the audit on its schedule inside `serve`. Default: on, except in the
     /// `test` profile.
     pub audit_enabled: Option<bool>,
+    /// How long the ladder reuses an org's account figures when choosing an
+    /// account (milliseconds; 0 = read them for every call).
+    pub candidate_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +174,7 @@ impl Default for QuotaConfig {
             audit_utc: "02:00".into(),
             report_dir: None,
             audit_enabled: None,
+            candidate_cache_ms: 1000,
         }
     }
 }

@@ -632,11 +632,13 @@ impl Job {
                             .min(Duration::from_secs(3600))
                     };
                     let until = now + chrono::Duration::from_std(rest).unwrap_or_default();
-                    if let Err(e) = self
-                        .app
-                        .store
-                        .quota_cooldown(&self.req.org, &account.id, &fmt_time(until))
-                        .await
+                    if let Err(e) = quota::service::cooldown(
+                        &self.app,
+                        &self.req.org,
+                        &account.id,
+                        &fmt_time(until),
+                    )
+                    .await
                     {
                         tracing::warn!(error = %e, account = %account.id, "could not set an account's cooldown");
                     }
@@ -963,17 +965,10 @@ impl Job {
         }
     }
 
-    /// Feeds what the provider said about the account to the quota module.
+    /// Feeds what the provider said about the account's limits to the quota
+    /// module (the usage record already marked the account used).
     async fn observe(&self, account: &Account, rate: Option<&RateSignal>) {
         let now = self.app.clock.now_text();
-        if let Err(e) = self
-            .app
-            .store
-            .quota_touch(&self.req.org, &account.id, &now)
-            .await
-        {
-            tracing::warn!(error = %e, account = %account.id, "could not mark an account used");
-        }
         let Some(r) = rate.filter(|r| !r.is_empty()) else {
             return;
         };

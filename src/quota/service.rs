@@ -102,10 +102,52 @@ pub async fn choose_account(
     exclude: &[String],
 ) -> Result<Option<(Account, Choice)>> {
     let now = app.clock.now();
-    let mut accounts = app.store.quota_accounts(org, Some(provider), false).await?;
-    accounts.retain(|a| !exclude.contains(&a.id));
-    if accounts.is_empty() {
+    let mut candidates = match app.quota_candidates.get(org, provider) {
+        Some(c) => c,
+        None => {
+            let c = candidates_of(app, org, provider, now).await?;
+            app.quota_candidates.put(org, provider, c.clone());
+            c
+        }
+    };
+    candidates.retain(|c| !exclude.contains(&c.account.id));
+    let prev = session.and_then(|s| app.quota_sessions.get(org, provider, s));
+    let Some(choice) = choose(&candidates, now, prev.as_deref()) else {
         return Ok(None);
+    };
+    if let Some(s) = session {
+        app.quota_sessions.set(org, provider, s, &choice.account_id);
+    }
+    // Until the cache is rebuilt, the chosen account counts as just used, so
+    // concurrent runs spread over the accounts instead of piling onto one.
+    app.quota_candidates
+        .touch(org, provider, &choice.account_id, &fmt_time(now));
+    let account = candidates
+        .into_iter()
+        .map(|c| c.account)
+        .find(|a| a.id == choice.account_id);
+    Ok(account.map(|a| (a, choice)))
+}
+
+/// Rests an account until `until` (after an infra failure) and forgets the
+/// org's cached figures, so the next choice sees it at once.
+pub async fn cooldown(app: &App, org: &str, account: &str, until: &str) -> Result<()> {
+    app.store.quota_cooldown(org, account, until).await?;
+    app.quota_candidates.forget(org);
+    Ok(())
+}
+
+/// Every live account of `provider` with its figures and recent health, read
+/// from the store (sums over the account's usage records).
+async fn candidates_of(
+    app: &App,
+    org: &str,
+    provider: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Candidate>> {
+    let accounts = app.store.quota_accounts(org, Some(provider), false).await?;
+    if accounts.is_empty() {
+        return Ok(vec![]);
     }
     let health = app
         .store
@@ -116,7 +158,7 @@ pub async fn choose_account(
         )
         .await?;
     let views = figures_of(&app.store, org, accounts, now).await?;
-    let candidates: Vec<Candidate> = views
+    Ok(views
         .into_iter()
         .filter_map(|v| {
             let h = health
@@ -129,19 +171,63 @@ pub async fn choose_account(
                 health: h,
             })
         })
-        .collect();
-    let prev = session.and_then(|s| app.quota_sessions.get(org, provider, s));
-    let Some(choice) = choose(&candidates, now, prev.as_deref()) else {
-        return Ok(None);
-    };
-    if let Some(s) = session {
-        app.quota_sessions.set(org, provider, s, &choice.account_id);
+        .collect())
+}
+
+/// The ranking inputs of each (org, provider), kept for a short time: the
+/// ladder chooses an account before every call, and rebuilding them sums the
+/// accounts' usage records, which grows with history. A change to an org's
+/// accounts (the quota tool, a cooldown) forgets that org's entries; within
+/// the time to live, used figures may lag by the calls made meanwhile.
+pub struct CandidateCache {
+    ttl: std::time::Duration,
+    map: std::sync::Mutex<
+        std::collections::HashMap<(String, String), (std::time::Instant, Vec<Candidate>)>,
+    >,
+}
+
+impl CandidateCache {
+    pub fn new(ttl: std::time::Duration) -> CandidateCache {
+        CandidateCache {
+            ttl,
+            map: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
-    let account = candidates
-        .into_iter()
-        .map(|c| c.account)
-        .find(|a| a.id == choice.account_id);
-    Ok(account.map(|a| (a, choice)))
+
+    fn get(&self, org: &str, provider: &str) -> Option<Vec<Candidate>> {
+        let map = self.map.lock().ok()?;
+        let (at, c) = map.get(&(org.to_string(), provider.to_string()))?;
+        (at.elapsed() < self.ttl).then(|| c.clone())
+    }
+
+    fn put(&self, org: &str, provider: &str, c: Vec<Candidate>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            map.insert(
+                (org.to_string(), provider.to_string()),
+                (std::time::Instant::now(), c),
+            );
+        }
+    }
+
+    fn touch(&self, org: &str, provider: &str, account: &str, at: &str) {
+        if let Ok(mut map) = self.map.lock()
+            && let Some((_, c)) = map.get_mut(&(org.to_string(), provider.to_string()))
+            && let Some(c) = c.iter_mut().find(|c| c.account.id == account)
+        {
+            c.account.last_used_at = Some(at.to_string());
+        }
+    }
+
+    /// Forgets every entry of `org` (its accounts changed).
+    pub fn forget(&self, org: &str) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|(o, _), _| o != org);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -214,10 +300,7 @@ mod tests {
             .unwrap();
         assert_eq!((again.id.as_str(), c.sticky), ("a1", true));
         let later = fmt_time(app.clock.now() + Duration::minutes(5));
-        app.store
-            .quota_cooldown("acme", "a1", &later)
-            .await
-            .unwrap();
+        cooldown(&app, "acme", "a1", &later).await.unwrap();
         let (moved, c) = choose_account(&app, "acme", "anthropic", Some("s1"), &[])
             .await
             .unwrap()

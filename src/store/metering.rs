@@ -330,6 +330,14 @@ fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
         }
         ledger_entry_id = Some(u.ledger_id.clone());
     }
+    if let Some(a) = &call.account_id {
+        // The quota account was just used (least recently used wins a tie).
+        c.prepare_cached(
+            "UPDATE quota_accounts SET last_used_at = ?3
+             WHERE org_id = ?1 AND id = ?2 AND (last_used_at IS NULL OR last_used_at < ?3)",
+        )?
+        .execute(params![org, a, u.now])?;
+    }
     if let Some(r) = &call.reservation_id {
         let n = c
             .prepare_cached(

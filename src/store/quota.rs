@@ -1,8 +1,9 @@
 //! Store verbs for quota accounts: add, update, rotate, remove (soft), list and
 //! get; manual usage records; the usage of an account over a span (from
 //! `usage_records` joined by account id, plus `quota_usage`); recent call health;
-//! and the three verbs the dispatch ladder calls after a call — `quota_touch`,
-//! `quota_cooldown`, `quota_signal`. Every statement filters on the org.
+//! and the verbs for what a call teaches — `quota_touch` (the ladder's usage
+//! record does the same in its own transaction), `quota_cooldown`,
+//! `quota_signal`. Every statement filters on the org.
 
 use std::collections::HashMap;
 

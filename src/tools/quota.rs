@@ -243,6 +243,14 @@ async fn changed(
 }
 
 pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput> {
+    let out = act(ctx, action, args).await;
+    // Accounts, usage or rotations may have changed: the ladder's cached
+    // figures of this org are rebuilt on its next choice.
+    ctx.app.quota_candidates.forget(&ctx.principal.org);
+    out
+}
+
+async fn act(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput> {
     let p: Params = parse(args)?;
     for (f, v, max) in [
         ("account_id", &p.account_id, 64),
