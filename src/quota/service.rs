@@ -181,10 +181,13 @@ async fn candidates_of(
 /// the time to live, used figures may lag by the calls made meanwhile.
 pub struct CandidateCache {
     ttl: std::time::Duration,
-    map: std::sync::Mutex<
-        std::collections::HashMap<(String, String), (std::time::Instant, Vec<Candidate>)>,
-    >,
+    map: std::sync::Mutex<std::collections::HashMap<OrgProvider, Cached>>,
 }
+
+/// (org, provider).
+type OrgProvider = (String, String);
+/// When the candidates were read, and the candidates.
+type Cached = (std::time::Instant, Vec<Candidate>);
 
 impl CandidateCache {
     pub fn new(ttl: std::time::Duration) -> CandidateCache {
