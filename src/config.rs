@@ -325,12 +325,42 @@ impl Default for ExecuteConfig {
         let gemini = "https://generativelanguage.googleapis.com/v1beta";
         ExecuteConfig {
             rungs: vec![
-                RungConfig::http("deepseek", "openai", "deepseek", "deepseek-chat", "https://api.deepseek.com"),
-                RungConfig::http("gemini-flash", "gemini", "gemini", "gemini-2.5-flash", gemini),
+                RungConfig::http(
+                    "deepseek",
+                    "openai",
+                    "deepseek",
+                    "deepseek-chat",
+                    "https://api.deepseek.com",
+                ),
+                RungConfig::http(
+                    "gemini-flash",
+                    "gemini",
+                    "gemini",
+                    "gemini-2.5-flash",
+                    gemini,
+                ),
                 RungConfig::http("gemini-pro", "gemini", "gemini", "gemini-2.5-pro", gemini),
-                RungConfig::http("codex", "openai", "openai", "gpt-5-codex", "https://api.openai.com/v1"),
-                RungConfig::http("sonnet", "anthropic", "anthropic", "claude-sonnet-4-6", "https://api.anthropic.com"),
-                RungConfig::http("opus", "anthropic", "anthropic", "claude-opus-4-6", "https://api.anthropic.com"),
+                RungConfig::http(
+                    "codex",
+                    "openai",
+                    "openai",
+                    "gpt-5-codex",
+                    "https://api.openai.com/v1",
+                ),
+                RungConfig::http(
+                    "sonnet",
+                    "anthropic",
+                    "anthropic",
+                    "claude-sonnet-4-6",
+                    "https://api.anthropic.com",
+                ),
+                RungConfig::http(
+                    "opus",
+                    "anthropic",
+                    "anthropic",
+                    "claude-opus-4-6",
+                    "https://api.anthropic.com",
+                ),
             ],
             quality_budget: 3,
             consensus_k: 3,
@@ -370,7 +400,10 @@ impl ExecuteConfig {
         for (i, r) in self.rungs.iter().enumerate() {
             let at = format!("execute.rungs[{i}] ({})", r.name());
             let Some(kind) = crate::providers::Kind::parse(&r.adapter) else {
-                let known: Vec<&str> = crate::providers::Kind::ALL.iter().map(|k| k.as_str()).collect();
+                let known: Vec<&str> = crate::providers::Kind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
                 return Err(format!(
                     "{at}.adapter: unknown adapter {:?} (known: {})",
                     r.adapter,
@@ -384,14 +417,22 @@ impl ExecuteConfig {
                 return Err(format!("{at}.name: two rungs are named {:?}", r.name()));
             }
             if matches!(r.name(), "consensus" | "human") {
-                return Err(format!("{at}.name: {:?} is the ladder's own step, not a rung", r.name()));
+                return Err(format!(
+                    "{at}.name: {:?} is the ladder's own step, not a rung",
+                    r.name()
+                ));
             }
             if kind.is_cli() {
                 if r.max_cost_usd.is_none() {
-                    return Err(format!("{at}.max_cost_usd is required for a CLI rung (its worst case cannot be priced from tokens)"));
+                    return Err(format!(
+                        "{at}.max_cost_usd is required for a CLI rung (its worst case cannot be priced from tokens)"
+                    ));
                 }
             } else {
-                let ok = r.base_url.as_deref().and_then(|u| reqwest::Url::parse(u).ok())
+                let ok = r
+                    .base_url
+                    .as_deref()
+                    .and_then(|u| reqwest::Url::parse(u).ok())
                     .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
                 if !ok {
                     return Err(format!("{at}.base_url must be an http(s) URL"));
@@ -401,7 +442,9 @@ impl ExecuteConfig {
                 return Err(format!("{at}.timeout_secs must be between 1 and 3600"));
             }
             if r.max_output_tokens == 0 || r.max_output_tokens > 1_000_000 {
-                return Err(format!("{at}.max_output_tokens must be between 1 and 1000000"));
+                return Err(format!(
+                    "{at}.max_output_tokens must be between 1 and 1000000"
+                ));
             }
         }
         Ok(())
@@ -735,7 +778,11 @@ fn with_line(e: ConfigError, file: &Path) -> ConfigError {
     };
     let field = rest
         .split_once("].")
-        .map(|(_, f)| f.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or(""))
+        .map(|(_, f)| {
+            f.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("")
+        })
         .filter(|f| !f.is_empty() && !f.starts_with(' '));
     let Ok(text) = std::fs::read_to_string(file) else {
         return e;

@@ -26,7 +26,9 @@ use crate::clock::fmt_time;
 use crate::error::{Error, Result};
 use crate::metering::meter::ReserveRequest;
 use crate::metering::usage::{BillingMode, Call, Reason};
-use crate::providers::{self, Answer, Failure, FailureClass, FailureKind, RateSignal, Request, Target};
+use crate::providers::{
+    self, Answer, Failure, FailureClass, FailureKind, RateSignal, Request, Target,
+};
 use crate::quota::secret::SecretRef;
 use crate::quota::{self, Account, LimitKind, Reported};
 use crate::store::{Finish, NewAttempt, NewRun, Started};
@@ -34,7 +36,9 @@ use crate::tasks::Task;
 use crate::tools::ProgressFn;
 
 /// Asks the connected person a question; `Ok(None)` when they declined.
-pub type PersonFn = Arc<dyn Fn(String) -> BoxFuture<'static, std::result::Result<Option<String>, String>> + Send + Sync>;
+pub type PersonFn = Arc<
+    dyn Fn(String) -> BoxFuture<'static, std::result::Result<Option<String>, String>> + Send + Sync,
+>;
 
 /// Who asked for a run and what they asked.
 #[derive(Clone)]
@@ -133,7 +137,11 @@ impl Dispatcher {
             loop {
                 let now = app.clock.now();
                 let stale = now - chrono::Duration::from_std(beat * 3).unwrap_or_default();
-                match app.store.runs_interrupt_stale(fmt_time(stale), fmt_time(now)).await {
+                match app
+                    .store
+                    .runs_interrupt_stale(fmt_time(stale), fmt_time(now))
+                    .await
+                {
                     Ok(runs) => {
                         for (org, id) in runs {
                             tracing::warn!(org, run = %id, "run interrupted: its process stopped while it was in flight");
@@ -249,19 +257,28 @@ pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begu
 /// A verifier needs a command and a task whose `repo` is a git working copy.
 fn check_verifier(task: &Task, argv: &[String]) -> Result<()> {
     if argv.is_empty() || argv[0].trim().is_empty() {
-        return Err(Error::invalid("verifier", "needs a program and its arguments, e.g. [\"cargo\", \"test\"]"));
+        return Err(Error::invalid(
+            "verifier",
+            "needs a program and its arguments, e.g. [\"cargo\", \"test\"]",
+        ));
     }
     let Some(repo) = &task.repo else {
         return Err(Error::invalid(
             "verifier",
-            format!("runs in the task's working copy, and task {} has no `repo`; set one with `task update`", task.id),
+            format!(
+                "runs in the task's working copy, and task {} has no `repo`; set one with `task update`",
+                task.id
+            ),
         ));
     };
     let path = std::path::Path::new(repo);
     if !path.is_absolute() || !path.join(".git").exists() {
         return Err(Error::invalid(
             "verifier",
-            format!("task {}'s repo {repo:?} is not an absolute path to a git working copy on this server", task.id),
+            format!(
+                "task {}'s repo {repo:?} is not an absolute path to a git working copy on this server",
+                task.id
+            ),
         ));
     }
     Ok(())
@@ -274,7 +291,12 @@ fn compile_schema(task: &Task) -> Result<Option<jsonschema::Validator>> {
     };
     jsonschema::validator_for(&serde_json::Value::Object(s.clone()))
         .map(Some)
-        .map_err(|e| Error::invalid("answer_schema", format!("the task's answer schema is not a valid JSON Schema: {e}")))
+        .map_err(|e| {
+            Error::invalid(
+                "answer_schema",
+                format!("the task's answer schema is not a valid JSON Schema: {e}"),
+            )
+        })
 }
 
 /// One run in flight.
@@ -292,7 +314,11 @@ struct Job {
 
 /// How one rung ended.
 enum RungEnd {
-    Answer { text: String, rung: String, model: String },
+    Answer {
+        text: String,
+        rung: String,
+        model: String,
+    },
     Quality(Rejection),
     /// No account could be used (none, or every one failed).
     Skipped,
@@ -324,7 +350,12 @@ impl Job {
                 }
             }
         };
-        match self.app.store.run_finish(&self.req.org, &self.run.id, finish).await {
+        match self
+            .app
+            .store
+            .run_finish(&self.req.org, &self.run.id, finish)
+            .await
+        {
             Ok(run) => {
                 self.app.publish(crate::app::Change::Workflow {
                     org: self.req.org.clone(),
@@ -389,9 +420,15 @@ impl Job {
             if members.len() == k {
                 break;
             }
-            let usable = quota::service::choose_account(&self.app, &self.req.org, rung.provider(), None, &[])
-                .await?
-                .is_some();
+            let usable = quota::service::choose_account(
+                &self.app,
+                &self.req.org,
+                rung.provider(),
+                None,
+                &[],
+            )
+            .await?
+            .is_some();
             if usable {
                 members.push(rung);
             }
@@ -446,7 +483,11 @@ impl Job {
                 "vaultline could not get an accepted answer from the models for task {} ({}). Please answer it.{}",
                 self.task.id,
                 self.task.title,
-                if self.schema.is_some() { " The answer must be JSON matching the task's schema." } else { "" }
+                if self.schema.is_some() {
+                    " The answer must be JSON matching the task's schema."
+                } else {
+                    ""
+                }
             );
             self.report("asking the person (elicitation)".into());
             let asked = tokio::select! {
@@ -455,22 +496,33 @@ impl Job {
             };
             match asked {
                 None => {
-                    return Ok(self.finish(RunState::Cancelled, None, Some("cancelled by the caller".into())));
+                    return Ok(self.finish(
+                        RunState::Cancelled,
+                        None,
+                        Some("cancelled by the caller".into()),
+                    ));
                 }
-                Some(Ok(Some(answer))) => match quality::check(&answer, false, self.schema.as_ref()) {
-                    Ok(()) => {
-                        let mut f = self.finish(
-                            RunState::Succeeded,
-                            Some(answer),
-                            Some(format!("answered by a person through elicitation ({client})")),
-                        );
-                        f.final_rung = Some("human".into());
-                        return Ok(f);
+                Some(Ok(Some(answer))) => {
+                    match quality::check(&answer, false, self.schema.as_ref()) {
+                        Ok(()) => {
+                            let mut f = self.finish(
+                                RunState::Succeeded,
+                                Some(answer),
+                                Some(format!(
+                                    "answered by a person through elicitation ({client})"
+                                )),
+                            );
+                            f.final_rung = Some("human".into());
+                            return Ok(f);
+                        }
+                        Err(r) => {
+                            self.report(format!(
+                                "the person's answer was not accepted: {}",
+                                r.message
+                            ));
+                        }
                     }
-                    Err(r) => {
-                        self.report(format!("the person's answer was not accepted: {}", r.message));
-                    }
-                },
+                }
                 Some(Ok(None)) => self.report("the person declined to answer".into()),
                 Some(Err(e)) => {
                     tracing::warn!(run = %self.run.id, error = %e, "elicitation failed");
@@ -481,7 +533,9 @@ impl Job {
         Ok(self.finish(
             RunState::NeedsHuman,
             None,
-            Some("no model answer was accepted; the task waits for a person (`task resolve`)".into()),
+            Some(
+                "no model answer was accepted; the task waits for a person (`task resolve`)".into(),
+            ),
         ))
     }
 
@@ -521,7 +575,8 @@ impl Job {
                     ),
                 };
                 if tried.is_empty() {
-                    self.attempt(rung, None, Outcome::skipped(&reason), None).await?;
+                    self.attempt(rung, None, Outcome::skipped(&reason), None)
+                        .await?;
                 }
                 self.report(format!("{}: skipped ({reason})", rung.name));
                 return Ok(RungEnd::Skipped);
@@ -546,7 +601,8 @@ impl Job {
                             .unwrap_or(Duration::from_secs(cfg.infra_cooldown_secs))
                             .min(Duration::from_secs(3600))
                     };
-                    let until = self.app.clock.now() + chrono::Duration::from_std(rest).unwrap_or_default();
+                    let until =
+                        self.app.clock.now() + chrono::Duration::from_std(rest).unwrap_or_default();
                     if let Err(e) = self
                         .app
                         .store
@@ -574,13 +630,18 @@ impl Job {
             Ok(s) => s,
             Err(e) => {
                 let f = Failure::new(FailureKind::Auth, format!("the account's secret: {e}"));
-                self.attempt(rung, Some(account), Outcome::failed(&f), None).await?;
+                self.attempt(rung, Some(account), Outcome::failed(&f), None)
+                    .await?;
                 return Ok(Called::Infra(f));
             }
         };
         let prompt = self.prompt(feedback);
         let metered = account.billing_mode == quota::BillingMode::Metered;
-        let mode = if metered { BillingMode::Metered } else { BillingMode::Seat };
+        let mode = if metered {
+            BillingMode::Metered
+        } else {
+            BillingMode::Seat
+        };
         let worst = rung
             .worst_case_nanos(&self.app.meter, prompt_tokens(&prompt) + 64)
             .unwrap_or(0);
@@ -600,7 +661,8 @@ impl Job {
         {
             Ok(r) => r,
             Err(Error::Limit(msg)) => {
-                self.attempt(rung, Some(account), Outcome::terminal("limit", &msg), None).await?;
+                self.attempt(rung, Some(account), Outcome::terminal("limit", &msg), None)
+                    .await?;
                 return Ok(Called::Stop(Stop {
                     state: RunState::Failed,
                     reason: format!("refused before calling {}: {msg}", rung.name),
@@ -611,7 +673,8 @@ impl Job {
         let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
         // Repository work gets its own worktree per attempt: a CLI agent works
         // in it and the verifier checks it; it is removed after the attempt.
-        let needs_tree = self.task.repo.is_some() && (rung.kind.is_cli() || self.req.verifier.is_some());
+        let needs_tree =
+            self.task.repo.is_some() && (rung.kind.is_cli() || self.req.verifier.is_some());
         let tree = if needs_tree {
             match self.worktree(n).await {
                 Ok(t) => Some(t),
@@ -638,19 +701,30 @@ impl Job {
             system: Some(SYSTEM.into()),
             prompt,
             max_output_tokens: rung.cfg.max_output_tokens,
-            answer_schema: self.task.answer_schema.clone().map(serde_json::Value::Object),
+            answer_schema: self
+                .task
+                .answer_schema
+                .clone()
+                .map(serde_json::Value::Object),
             timeout: Duration::from_secs(rung.cfg.timeout_secs),
             workdir: tree.as_ref().map(|t| t.path().to_path_buf()),
         };
         let started = Instant::now();
         let result = self
-            .beating(&reservation.id, providers::call(&self.app.dispatch.http, &target, &request, &self.ct))
+            .beating(
+                &reservation.id,
+                providers::call(&self.app.dispatch.http, &target, &request, &self.ct),
+            )
             .await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let (usage, reported, rate) = match &result {
             Ok(a) => (a.usage, a.reported_cost_nanos, a.rate.clone()),
             // A failed call the provider reported nothing for cost nothing.
-            Err(f) => (Some(f.usage.unwrap_or_default()), f.reported_cost_nanos, f.rate.clone()),
+            Err(f) => (
+                Some(f.usage.unwrap_or_default()),
+                f.reported_cost_nanos,
+                f.rate.clone(),
+            ),
         };
         let stage_id = self.app.ids.next();
         let outcome_word = match &result {
@@ -704,9 +778,13 @@ impl Job {
             n,
         };
         let judged = match result {
-            Ok(answer) => self.judge(rung, account, answer, billed, tree.as_ref()).await,
+            Ok(answer) => {
+                self.judge(rung, account, answer, billed, tree.as_ref())
+                    .await
+            }
             Err(f) => {
-                self.attempt(rung, Some(account), Outcome::failed(&f), Some(billed)).await?;
+                self.attempt(rung, Some(account), Outcome::failed(&f), Some(billed))
+                    .await?;
                 Ok(match f.kind.class() {
                     FailureClass::Terminal => Called::Stop(Stop {
                         state: RunState::Cancelled,
@@ -726,16 +804,32 @@ impl Job {
 
     async fn worktree(&self, n: i64) -> std::result::Result<providers::worktree::Worktree, String> {
         let repo = self.task.repo.as_deref().unwrap_or_default();
-        let root = self.app.config.execute.worktree_dir(&self.app.config.db_path);
-        providers::worktree::Worktree::create(std::path::Path::new(repo), &root, &format!("{}-{n}", self.run.id))
-            .await
-            .map_err(|e| e.to_string())
+        let root = self
+            .app
+            .config
+            .execute
+            .worktree_dir(&self.app.config.db_path);
+        providers::worktree::Worktree::create(
+            std::path::Path::new(repo),
+            &root,
+            &format!("{}-{n}", self.run.id),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Runs the verifier in the attempt's worktree, the answer in the file
     /// `VAULTLINE_ANSWER_FILE` names. Exit 0 passes.
-    async fn verify(&self, argv: &[String], tree: &providers::worktree::Worktree, answer: &str) -> std::result::Result<(), Rejection> {
-        let fail = |message: String| Rejection { kind: "verifier", message };
+    async fn verify(
+        &self,
+        argv: &[String],
+        tree: &providers::worktree::Worktree,
+        answer: &str,
+    ) -> std::result::Result<(), Rejection> {
+        let fail = |message: String| Rejection {
+            kind: "verifier",
+            message,
+        };
         let answer_file = tree
             .path()
             .parent()
@@ -758,15 +852,33 @@ impl Job {
         match providers::cli::process::run(&inv, tree.path(), timeout, &self.ct).await {
             Ok(out) if out.exit_code == Some(0) => Ok(()),
             Ok(out) => {
-                let tail: String = out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                let tail: String = out
+                    .stderr
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 Err(fail(format!(
                     "the verifier `{}` exited with {}{}",
                     argv.join(" "),
-                    out.exit_code.map_or("a signal".to_string(), |c| c.to_string()),
-                    if tail.is_empty() { String::new() } else { format!(": {}", clip(&tail, 500)) }
+                    out.exit_code
+                        .map_or("a signal".to_string(), |c| c.to_string()),
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", clip(&tail, 500))
+                    }
                 )))
             }
-            Err(f) => Err(fail(format!("the verifier `{}` did not finish: {}", argv.join(" "), f.message))),
+            Err(f) => Err(fail(format!(
+                "the verifier `{}` did not finish: {}",
+                argv.join(" "),
+                f.message
+            ))),
         }
     }
 
@@ -778,7 +890,8 @@ impl Job {
         billed: Billed,
         tree: Option<&providers::worktree::Worktree>,
     ) -> Result<Called> {
-        let output = json!({"answer": clip(&answer.text, 4000), "finish_reason": answer.finish_reason});
+        let output =
+            json!({"answer": clip(&answer.text, 4000), "finish_reason": answer.finish_reason});
         let mut checked = quality::check(&answer.text, answer.refused, self.schema.as_ref());
         if checked.is_ok()
             && let (Some(argv), Some(tree)) = (&self.req.verifier, tree)
@@ -824,10 +937,17 @@ impl Job {
     /// Feeds what the provider said about the account to the quota module.
     async fn observe(&self, account: &Account, rate: Option<&RateSignal>) {
         let now = self.app.clock.now_text();
-        if let Err(e) = self.app.store.quota_touch(&self.req.org, &account.id, &now).await {
+        if let Err(e) = self
+            .app
+            .store
+            .quota_touch(&self.req.org, &account.id, &now)
+            .await
+        {
             tracing::warn!(error = %e, account = %account.id, "could not mark an account used");
         }
-        let Some(r) = rate.filter(|r| !r.is_empty()) else { return };
+        let Some(r) = rate.filter(|r| !r.is_empty()) else {
+            return;
+        };
         let (limit, remaining) = match account.limit_kind {
             LimitKind::Requests => (r.requests_limit, r.requests_remaining),
             LimitKind::Tokens => (r.tokens_limit, r.tokens_remaining),
@@ -840,13 +960,24 @@ impl Job {
             reset_at: r.reset_at.map(fmt_time),
             at: now,
         };
-        if let Err(e) = self.app.store.quota_signal(&self.req.org, &account.id, reported).await {
+        if let Err(e) = self
+            .app
+            .store
+            .quota_signal(&self.req.org, &account.id, reported)
+            .await
+        {
             tracing::warn!(error = %e, account = %account.id, "could not store an account's rate-limit signal");
         }
     }
 
     /// Writes one attempt (or a skipped rung) as a stage row and reports it.
-    async fn attempt(&self, rung: &Rung, account: Option<&Account>, o: Outcome, billed: Option<Billed>) -> Result<()> {
+    async fn attempt(
+        &self,
+        rung: &Rung,
+        account: Option<&Account>,
+        o: Outcome,
+        billed: Option<Billed>,
+    ) -> Result<()> {
         let n = match &billed {
             Some(b) => b.n,
             None if o.outcome == "skipped" => self.attempts.load(Ordering::Relaxed),
@@ -857,7 +988,10 @@ impl Job {
             rung.name,
             rung.model(),
             o.outcome,
-            o.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            o.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
         let b = billed.as_ref();
         self.app
@@ -865,7 +999,9 @@ impl Job {
             .run_attempt(
                 &self.req.org,
                 NewAttempt {
-                    stage_id: b.map(|b| b.stage_id.clone()).unwrap_or_else(|| self.app.ids.next()),
+                    stage_id: b
+                        .map(|b| b.stage_id.clone())
+                        .unwrap_or_else(|| self.app.ids.next()),
                     run_id: self.run.id.clone(),
                     attempt: n,
                     rung: rung.name.clone(),
@@ -1009,7 +1145,11 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Waits for a run to end, at most `wait`; None when it is still going.
-pub async fn wait(rx: &mut watch::Receiver<Option<Run>>, wait: Duration, ct: &CancellationToken) -> Option<Run> {
+pub async fn wait(
+    rx: &mut watch::Receiver<Option<Run>>,
+    wait: Duration,
+    ct: &CancellationToken,
+) -> Option<Run> {
     let done = async {
         loop {
             if let Some(r) = rx.borrow().clone() {

@@ -150,8 +150,12 @@ impl Ladder {
     pub fn from_config(cfg: &ExecuteConfig, meter: &Meter) -> Result<Ladder, String> {
         let mut rungs = Vec::new();
         for (index, r) in cfg.rungs.iter().enumerate() {
-            let kind = Kind::parse(&r.adapter)
-                .ok_or_else(|| format!("execute.rungs[{index}].adapter: unknown adapter {:?}", r.adapter))?;
+            let kind = Kind::parse(&r.adapter).ok_or_else(|| {
+                format!(
+                    "execute.rungs[{index}].adapter: unknown adapter {:?}",
+                    r.adapter
+                )
+            })?;
             let rung = Rung {
                 index,
                 name: r.name().to_string(),
@@ -238,7 +242,14 @@ pub fn start(
     let (index, why) = match complexity {
         Some("complex") => (n / 2, "complex work starts half way up the ladder"),
         Some("moderate") => (n / 3, "moderate work starts a third of the way up"),
-        Some(c) => (0, if c == "trivial" { "trivial work starts at the bottom" } else { "simple work starts at the bottom" }),
+        Some(c) => (
+            0,
+            if c == "trivial" {
+                "trivial work starts at the bottom"
+            } else {
+                "simple work starts at the bottom"
+            },
+        ),
         None => (0, "unclassified work starts at the bottom"),
     };
     let r = &ladder.rungs[index.min(n - 1)];

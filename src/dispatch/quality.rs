@@ -71,7 +71,9 @@ pub fn check(
         let Some(json) = json_of(t) else {
             return Err(Rejection {
                 kind: "schema",
-                message: "the answer is not JSON; answer with one JSON value that matches the schema".into(),
+                message:
+                    "the answer is not JSON; answer with one JSON value that matches the schema"
+                        .into(),
             });
         };
         let errors: Vec<String> = v
@@ -85,7 +87,10 @@ pub fn check(
         if !errors.is_empty() {
             return Err(Rejection {
                 kind: "schema",
-                message: format!("the answer does not match the schema: {}", errors.join("; ")),
+                message: format!(
+                    "the answer does not match the schema: {}",
+                    errors.join("; ")
+                ),
             });
         }
     }
@@ -148,7 +153,10 @@ fn canonical(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -177,7 +185,9 @@ mod tests {
         assert_eq!(check("  ", false, None).unwrap_err().kind, "empty");
         assert_eq!(check("fine", true, None).unwrap_err().kind, "refusal");
         assert_eq!(
-            check("I'm sorry, but I can't help with that.", false, None).unwrap_err().kind,
+            check("I'm sorry, but I can't help with that.", false, None)
+                .unwrap_err()
+                .kind,
             "refusal"
         );
         let schema = jsonschema::validator_for(&json!({
@@ -200,7 +210,11 @@ mod tests {
             "{\"a\": [2, 1], \"b\": 1}".to_string(),
         ];
         assert_eq!(majority(&a, false, 3), Some((0, 2)));
-        let t = vec!["hello   world".to_string(), "hello world\n".to_string(), "bye".to_string()];
+        let t = vec![
+            "hello   world".to_string(),
+            "hello world\n".to_string(),
+            "bye".to_string(),
+        ];
         assert_eq!(majority(&t, false, 3), Some((0, 2)));
         let none = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         assert_eq!(majority(&none, false, 3), None);

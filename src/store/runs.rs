@@ -114,19 +114,20 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
 }
 
 fn get_run(c: &Connection, org: &str, id: &str) -> Result<Run> {
-    c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"))?
-        .query_row([org, id], run_row)
-        .optional()?
-        .ok_or_else(|| Error::not_found("run", id))
+    c.prepare_cached(&format!(
+        "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"
+    ))?
+    .query_row([org, id], run_row)
+    .optional()?
+    .ok_or_else(|| Error::not_found("run", id))
 }
 
 fn run_by_key(c: &Connection, org: &str, key: &str) -> Result<Option<Run>> {
-    Ok(c
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND idempotency_key = ?2"
-        ))?
-        .query_row([org, key], run_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND idempotency_key = ?2"
+    ))?
+    .query_row([org, key], run_row)
+    .optional()?)
 }
 
 /// The task's status after its run ends in `state` (None: leave it).
@@ -305,7 +306,13 @@ impl Store {
 
     /// Completes the run that handed `task` to a person, with the person's
     /// answer (called in the same job as `task_resolve`'s update).
-    pub(super) fn run_resolved(c: &Connection, org: &str, task: &str, answer: &str, now: &str) -> Result<()> {
+    pub(super) fn run_resolved(
+        c: &Connection,
+        org: &str,
+        task: &str,
+        answer: &str,
+        now: &str,
+    ) -> Result<()> {
         c.execute(
             "UPDATE runs SET state = 'succeeded', answer = ?3, final_rung = 'human', final_model = NULL,
                updated_at = ?4, finished_at = ?4
@@ -366,7 +373,11 @@ impl Store {
 
     /// Marks running runs whose heartbeat is older than `before` (their process
     /// died) as interrupted and reopens their tasks. Returns (org, run id) of each.
-    pub async fn runs_interrupt_stale(&self, before: String, now: String) -> Result<Vec<(String, String)>> {
+    pub async fn runs_interrupt_stale(
+        &self,
+        before: String,
+        now: String,
+    ) -> Result<Vec<(String, String)>> {
         self.write(move |c| {
             let stale: Vec<(String, String, String)> = c
                 .prepare_cached(

@@ -8,7 +8,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of, write};
+use super::{
+    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of, write,
+};
 use crate::dispatch::engine::{self, Begun, Hooks, RunRequest};
 use crate::dispatch::summary::{self, Verbosity};
 use crate::dispatch::{Run, RunState, Start, prompt_tokens};
@@ -186,9 +188,13 @@ async fn run(ctx: &CallCtx, p: &Params, verbosity: Verbosity) -> Result<ToolOutp
     if ctx.ct.is_cancelled() && !detach {
         // The caller cancelled its request: the run stops with it.
         ctx.app.dispatch.cancel(&ctx.principal.org, &run.id);
-        let run = engine::wait(&mut rx, Duration::from_secs(5), &tokio_util::sync::CancellationToken::new())
-            .await
-            .unwrap_or(run);
+        let run = engine::wait(
+            &mut rx,
+            Duration::from_secs(5),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap_or(run);
         return render(ctx, run, verbosity, Some(false), Some(replayed)).await;
     }
     let run = ctx.app.store.run_get(&ctx.principal.org, &run.id).await?;
@@ -213,7 +219,11 @@ async fn render(
     let (mermaid, attempts) = match verbosity {
         Verbosity::Summary => (None, None),
         v => {
-            let mut stages = ctx.app.store.run_attempts(&ctx.principal.org, &run.id).await?;
+            let mut stages = ctx
+                .app
+                .store
+                .run_attempts(&ctx.principal.org, &run.id)
+                .await?;
             let m = summary::mermaid(&run, &stages);
             text.push('\n');
             text.push_str(&m);
@@ -254,7 +264,11 @@ async fn estimate(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
     let task = app.store.task_get(org, task_id).await?;
     let ladder = &app.dispatch.ladder;
     let history = match (&task.task_type, &task.complexity) {
-        (Some(t), Some(c)) => Some(app.store.model_stats(org, Some(t.clone()), Some(c.clone()), None).await?),
+        (Some(t), Some(c)) => Some(
+            app.store
+                .model_stats(org, Some(t.clone()), Some(c.clone()), None)
+                .await?,
+        ),
         _ => None,
     };
     let start = crate::dispatch::start(
@@ -273,7 +287,9 @@ async fn estimate(ctx: &CallCtx, p: &Params) -> Result<ToolOutput> {
     .flatten()
     .map(str::len)
     .sum::<usize>()
-        + task.answer_schema.as_ref().map_or(0, |s| serde_json::Value::Object(s.clone()).to_string().len())
+        + task.answer_schema.as_ref().map_or(0, |s| {
+            serde_json::Value::Object(s.clone()).to_string().len()
+        })
         + 400;
     let tokens = prompt_tokens(&"x".repeat(text_size)) + 64;
     let cfg = &app.config.execute;
