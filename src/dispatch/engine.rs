@@ -217,7 +217,7 @@ pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begu
             let rx = d.watch(&run.id);
             return Ok(Begun::Existing(run, rx));
         }
-        Started::New(run, task) => (run, task),
+        Started::New(run, task) => (run, *task),
     };
     let ct = CancellationToken::new();
     let (tx, rx) = watch::channel(None);

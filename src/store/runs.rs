@@ -34,8 +34,8 @@ pub struct NewRun {
 /// What `run_start` did.
 #[derive(Debug, Clone)]
 pub enum Started {
-    /// A new run, with the task as it now is.
-    New(Run, Task),
+    /// A new run, with the task as it now is (boxed: a task is large).
+    New(Run, Box<Task>),
     /// The idempotency key names an earlier run of the same request.
     Existing(Run),
 }
@@ -229,7 +229,7 @@ impl Store {
                 params![o, n.id, n.task_id, workflow_id, n.key_id, n.idempotency_key, n.request_sha256,
                         n.detached, n.start_rung, n.start_reason, n.holder, n.now],
             )?;
-            Ok(Started::New(get_run(c, &o, &n.id)?, get_task(c, &o, &n.task_id)?))
+            Ok(Started::New(get_run(c, &o, &n.id)?, Box::new(get_task(c, &o, &n.task_id)?)))
         })
         .await
     }
