@@ -500,7 +500,7 @@ async fn no_consensus_waits_for_another_key() {
     assert_eq!(rig.charges(&run_id).await.len(), 6);
 }
 
-/// A client that answers every elicitation with "42".
+/// A client that answers the ladder's elicitation with "42", after a pause.
 #[derive(Clone)]
 struct Person;
 
@@ -522,6 +522,8 @@ impl ClientHandler for Person {
             }
             _ => false,
         };
+        // A person takes a while: longer than three heartbeats (the reaper's limit).
+        tokio::time::sleep(Duration::from_millis(4500)).await;
         Ok(if asks_for_task {
             let content = serde_json::from_value(json!({"answer": "42"})).unwrap();
             ElicitResult::new(ElicitationAction::Accept).with_content(content)
