@@ -43,7 +43,7 @@ struct Rig {
     schemas: Schemas,
 }
 
-fn config_text(fake: &FakeProvider, cheap_adapter: &str) -> String {
+fn config_text(fake: &FakeProvider, cheap_adapter: &str, execute_extra: &str) -> String {
     let rung = |name: &str, adapter: &str, provider: &str, model: &str, base: String| {
         format!(
             "\n[[execute.rungs]]\nname = \"{name}\"\nadapter = \"{adapter}\"\nprovider = \"{provider}\"\n\
@@ -52,7 +52,7 @@ fn config_text(fake: &FakeProvider, cheap_adapter: &str) -> String {
     };
     format!(
         "[execute]\nbackoff_ms = 10\nheartbeat_secs = 1\ninfra_cooldown_secs = 60\n\
-         interactive_clients = [\"{PERSON}\"]\n{}{}{}",
+         interactive_clients = [\"{PERSON}\"]\n{execute_extra}\n{}{}{}",
         rung(
             "cheap",
             cheap_adapter,
@@ -82,11 +82,16 @@ fn account(provider: &str, name: &str, secret_ref: &str) -> Value {
 impl Rig {
     /// Starts the fake and the server, and gives each provider one good account.
     async fn new(extra_env: &[(&str, &str)]) -> Rig {
+        Rig::with(extra_env, "").await
+    }
+
+    /// `execute_extra`: more lines for the `[execute]` table.
+    async fn with(extra_env: &[(&str, &str)], execute_extra: &str) -> Rig {
         let env = Env::new();
         env.org("acme");
         let fake = FakeProvider::start().await.unwrap();
         let config = env.dir.path().join("config.toml");
-        std::fs::write(&config, config_text(&fake, "openai")).unwrap();
+        std::fs::write(&config, config_text(&fake, "openai", execute_extra)).unwrap();
         let srv = Server::start(&env, extra_env, &["--config", config.to_str().unwrap()]);
         let admin = http_client(&srv.url, &env.key("acme", "admin")).await;
         let op_key = env.key("acme", "operator");
@@ -660,6 +665,32 @@ async fn cancel_drops_the_call_in_flight() {
 }
 
 #[tokio::test]
+async fn a_long_run_goes_detached_after_the_wait() {
+    let rig = Rig::with(&[], "detach_after_secs = 1").await;
+    rig.fake.script(CHEAP, vec![Step::Hang]);
+    let task = rig.task(&rig.op, json!({})).await;
+    let asked = Instant::now();
+    let out = rig.run(json!({"task_id": task})).await;
+    let waited = asked.elapsed();
+    // The configured wait, not the wait plus the progress flush's timeout.
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
+    assert_eq!(out["detached"], true, "{out}");
+    assert_eq!(out["run"]["state"], "running");
+    let run_id = id_of(&out);
+    let c = ok(
+        &rig.op,
+        "execute",
+        json!({"action": "cancel", "run_id": run_id}),
+    )
+    .await;
+    assert_eq!(c["run"]["state"], "cancelled", "{c}");
+    assert_eq!(rig.fake.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn a_retry_with_the_same_key_replays() {
     let rig = Rig::new(&[]).await;
     rig.fake.script(CHEAP, vec![Step::answer("once")]);
@@ -766,7 +797,7 @@ async fn bad_input_is_refused_and_bills_nothing() {
 
     // An unknown adapter stops start-up, naming the config file's line.
     let bad = rig.env.dir.path().join("config.toml");
-    let text = config_text(&rig.fake, "carrier_pigeon");
+    let text = config_text(&rig.fake, "carrier_pigeon", "");
     std::fs::write(&bad, &text).unwrap();
     let line = text
         .lines()
