@@ -795,6 +795,19 @@ async fn bad_input_is_refused_and_bills_nothing() {
         "a refused run leaves the task alone"
     );
 
+    // Another org's run looks missing to status and cancel alike.
+    let out = rig.run(json!({"task_id": mine})).await;
+    let run_id = id_of(&out);
+    for action in ["status", "cancel"] {
+        let e = fails(
+            &other,
+            "execute",
+            json!({"action": action, "run_id": run_id}),
+        )
+        .await;
+        assert!(e.contains("not found"), "{action}: {e}");
+    }
+
     // An unknown adapter stops start-up, naming the config file's line.
     let bad = rig.env.dir.path().join("config.toml");
     let text = config_text(&rig.fake, "carrier_pigeon", "");
