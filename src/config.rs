@@ -780,14 +780,25 @@ fn with_line(e: ConfigError, file: &Path) -> ConfigError {
     let Some(index) = rest.split(']').next().and_then(|i| i.parse::<usize>().ok()) else {
         return e;
     };
-    let field = rest
-        .split_once("].")
-        .map(|(_, f)| {
+    // Errors name the rung as `execute.rungs[0] (cheap).adapter`: the rung's
+    // name, in brackets, sits between the index and the field.
+    let after = rest.split_once(']').map_or("", |(_, a)| a);
+    let after = match after.strip_prefix(" (") {
+        Some(named) => [").", "):", ") "]
+            .iter()
+            .filter_map(|end| named.find(end))
+            .min()
+            .map_or("", |i| &named[i + 1..]),
+        None => after,
+    };
+    let field = after
+        .strip_prefix('.')
+        .map(|f| {
             f.split(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .next()
                 .unwrap_or("")
         })
-        .filter(|f| !f.is_empty() && !f.starts_with(' '));
+        .filter(|f| !f.is_empty());
     let Ok(text) = std::fs::read_to_string(file) else {
         return e;
     };
@@ -910,5 +921,37 @@ mod tests {
             assert!(err.0.contains("bogus"), "{}", err.0);
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_rung_error_names_the_fields_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[execute]\nbackoff_ms = 1\n\n[[execute.rungs]]\nname = \"a\"\nadapter = \"openai\"\n\n[[execute.rungs]]\nname = \"b (x)\"\nmodel = \"m\"\nadapter = \"pigeon\"\n",
+        )
+        .unwrap();
+        let at = |msg: &str| with_line(ConfigError(msg.into()), &f).0;
+        let shown = f.display();
+        // The field's own line, whether or not the rung's name is in the message.
+        assert!(
+            at("execute.rungs[1] (b (x)).adapter: unknown adapter")
+                .ends_with(&format!("({shown}:11)"))
+        );
+        assert!(
+            at("execute.rungs[1].adapter: unknown adapter").ends_with(&format!("({shown}:11)"))
+        );
+        assert!(at("execute.rungs[0] (a).adapter: bad").ends_with(&format!("({shown}:6)")));
+        // No field, or a field not written in the table: the table's header.
+        assert!(
+            at("execute.rungs[1] (b (x)): provider and model are required")
+                .ends_with(&format!("({shown}:8)"))
+        );
+        assert!(
+            at("execute.rungs[0] (a).base_url must be an http(s) URL")
+                .ends_with(&format!("({shown}:4)"))
+        );
+        assert_eq!(at("quota.audit_utc: bad"), "quota.audit_utc: bad");
     }
 }

@@ -333,7 +333,7 @@ struct Stop {
 
 impl Job {
     async fn drive(self) -> Run {
-        let end = self.ladder().await;
+        let end = self.beating(None, self.ladder()).await;
         let now = self.app.clock.now_text();
         let finish = match end {
             Ok(f) => f,
@@ -743,7 +743,7 @@ impl Job {
         let started = Instant::now();
         let result = self
             .beating(
-                &reservation.id,
+                Some(&reservation.id),
                 providers::call(&self.app.dispatch.http, &target, &request, &self.ct),
             )
             .await;
@@ -945,22 +945,36 @@ impl Job {
         }
     }
 
-    /// Awaits `fut`, refreshing the run's and the reservation's heartbeats.
-    async fn beating<T>(&self, reservation: &str, fut: impl std::future::Future<Output = T>) -> T {
+    /// Awaits `fut`, refreshing one heartbeat every period: the run's (`None`),
+    /// around the whole run, or a reservation's (`Some`), around its call.
+    ///
+    /// The run's beat used to be refreshed only during provider calls, so a
+    /// run waiting longer than three beats on a person (elicitation), a
+    /// verifier or a backoff was reaped as interrupted, and the answer it then
+    /// got was dropped.
+    async fn beating<T>(
+        &self,
+        reservation: Option<&str>,
+        fut: impl std::future::Future<Output = T>,
+    ) -> T {
         let beat = Duration::from_secs(self.app.config.execute.heartbeat_secs.max(1));
         tokio::pin!(fut);
         loop {
             tokio::select! {
                 r = &mut fut => return r,
-                _ = tokio::time::sleep(beat) => {
-                    let now = self.app.clock.now_text();
-                    if let Err(e) = self.app.store.run_heartbeat(&self.req.org, &self.run.id, now).await {
-                        tracing::warn!(error = %e, run = %self.run.id, "run heartbeat failed");
+                _ = tokio::time::sleep(beat) => match reservation {
+                    None => {
+                        let now = self.app.clock.now_text();
+                        if let Err(e) = self.app.store.run_heartbeat(&self.req.org, &self.run.id, now).await {
+                            tracing::warn!(error = %e, run = %self.run.id, "run heartbeat failed");
+                        }
                     }
-                    if let Err(e) = self.app.meter.heartbeat(&self.req.org, reservation).await {
-                        tracing::warn!(error = %e, run = %self.run.id, "reservation heartbeat failed");
+                    Some(r) => {
+                        if let Err(e) = self.app.meter.heartbeat(&self.req.org, r).await {
+                            tracing::warn!(error = %e, run = %self.run.id, "reservation heartbeat failed");
+                        }
                     }
-                }
+                },
             }
         }
     }

@@ -34,7 +34,7 @@ pub struct NewRun {
 /// What `run_start` did.
 #[derive(Debug, Clone)]
 pub enum Started {
-    /// A new run, with the task as it now is.
+    /// A new run, with the task as it now is (boxed: a task is large).
     New(Run, Box<Task>),
     /// The idempotency key names an earlier run of the same request.
     Existing(Run),

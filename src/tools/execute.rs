@@ -3,13 +3,15 @@
 //! `execute.detach_after_secs`, or detached at once), status, cancel, and
 //! estimate (the price of a run before it runs).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ActionSpec, CallCtx, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of, write,
+    ActionSpec, CallCtx, ProgressFn, ToolOutput, ToolSpec, check_len, need, parse, read, schema_of,
+    write,
 };
 use crate::dispatch::engine::{self, Begun, Hooks, RunRequest};
 use crate::dispatch::summary::{self, Verbosity};
@@ -172,8 +174,11 @@ async fn run(ctx: &CallCtx, p: &Params, verbosity: Verbosity) -> Result<ToolOutp
         session: Some(ctx.principal.key_id.clone()),
         verifier: p.verifier.clone(),
     };
+    // Held until this call returns: a run that goes on detached stops
+    // reporting progress on a request that has already been answered.
+    let leash = Leash::new(if detach { None } else { ctx.progress.clone() });
     let hooks = Hooks {
-        progress: ctx.progress.clone(),
+        progress: leash.hook(),
         person: if detach { None } else { ctx.person.clone() },
     };
     let (run, rx, replayed) = match engine::begin(&ctx.app, req, hooks).await? {
@@ -205,6 +210,42 @@ async fn run(ctx: &CallCtx, p: &Params, verbosity: Verbosity) -> Result<ToolOutp
     }
     let run = ctx.app.store.run_get(&ctx.principal.org, &run.id).await?;
     render(ctx, run, verbosity, Some(true), Some(replayed)).await
+}
+
+/// The caller's progress channel, lent to a run only while the caller waits.
+///
+/// The transport flushes a call's progress before it answers, by waiting for
+/// every sender to go; a run that outlived the call (detached, or past
+/// `detach_after_secs`) used to keep its sender, so the answer waited for the
+/// flush to time out and the client could see progress after the answer.
+struct Leash(Arc<Mutex<Option<ProgressFn>>>);
+
+impl Leash {
+    fn new(progress: Option<ProgressFn>) -> Leash {
+        Leash(Arc::new(Mutex::new(progress)))
+    }
+
+    /// A hook for the run that reports while the leash holds, and then not.
+    fn hook(&self) -> Option<ProgressFn> {
+        let slot = self.0.clone();
+        let has = slot.lock().is_ok_and(|g| g.is_some());
+        has.then(|| -> ProgressFn {
+            Arc::new(move |done, total, message| {
+                let p = slot.lock().ok().and_then(|g| g.clone());
+                if let Some(p) = p {
+                    p(done, total, message);
+                }
+            })
+        })
+    }
+}
+
+impl Drop for Leash {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.lock() {
+            g.take();
+        }
+    }
 }
 
 async fn render(

@@ -5,6 +5,7 @@ mod access;
 mod bad_input;
 mod billing;
 mod common;
+mod execute;
 mod execute_cli;
 mod mcp_surface;
 mod quota;
