@@ -79,7 +79,7 @@ pub struct Run {
     pub start_rung: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_reason: Option<String>,
-    /// Provider calls made (skipped rungs are not calls).
+    /// Provider calls made (skipped rungs and refusals before a call are not calls).
     pub attempts: i64,
     pub quality_failures: i64,
     pub cost_nanos: i64,

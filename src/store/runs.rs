@@ -297,7 +297,7 @@ impl Store {
                 "UPDATE runs SET attempts = attempts + ?3, quality_failures = quality_failures + ?4,
                    cost_nanos = cost_nanos + ?5, billed_nanos = billed_nanos + ?6, heartbeat_at = ?7, updated_at = ?7
                  WHERE org_id = ?1 AND id = ?2",
-                params![o, a.run_id, i64::from(a.outcome != "skipped"), i64::from(a.quality_failure),
+                params![o, a.run_id, i64::from(a.usage_id.is_some()), i64::from(a.quality_failure),
                         a.cost_nanos, a.billed_nanos, a.now],
             )?;
             c.execute(

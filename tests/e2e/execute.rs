@@ -585,6 +585,7 @@ async fn an_open_breaker_stops_the_run_before_any_call() {
     assert_eq!(out["run"]["state"], "failed", "{out}");
     let reason = out["run"]["reason"].as_str().unwrap();
     assert!(reason.contains("breaker"), "{reason}");
+    assert_eq!(out["run"]["attempts"], 0, "no provider call was made");
     assert_eq!(attempts(&out), vec![at("cheap", "terminal", "limit")]);
     assert!(rig.fake.requests().is_empty(), "no provider call");
     assert_eq!(rig.all_charges().await, 0, "nothing billed");
@@ -605,6 +606,7 @@ async fn a_spent_budget_refuses_before_any_call() {
     assert_eq!(out["run"]["state"], "failed", "{out}");
     let reason = out["run"]["reason"].as_str().unwrap();
     assert!(reason.contains("budget"), "{reason}");
+    assert_eq!(out["run"]["attempts"], 0, "no provider call was made");
     assert_eq!(attempts(&out), vec![at("cheap", "terminal", "limit")]);
     assert!(rig.fake.requests().is_empty(), "no provider call");
     assert_eq!(rig.all_charges().await, 0, "nothing billed");
