@@ -766,30 +766,67 @@ impl Job {
                 FailureClass::Terminal => "terminal",
             },
         };
-        let receipt = self
-            .app
-            .meter
-            .record(Call {
-                org: self.req.org.clone(),
-                key_id: self.req.key_id.clone(),
-                workflow_id: Some(self.run.workflow_id.clone()),
-                task_id: Some(self.task.id.clone()),
-                stage_id: Some(stage_id.clone()),
-                reason: Reason::LlmCall,
-                tool: None,
-                provider: rung.provider().to_string(),
-                model: rung.model().to_string(),
-                account_id: Some(account.id.clone()),
-                billing_mode: mode,
-                usage,
-                reported_cost_nanos: reported,
-                latency_ms,
-                outcome: outcome_word.into(),
-                source_system: self.app.meter.source_system().to_string(),
-                source_reference: format!("{}/{n}/1", self.run.id),
-                reservation_id: Some(reservation.id.clone()),
-            })
-            .await;
+        let call = Call {
+            org: self.req.org.clone(),
+            key_id: self.req.key_id.clone(),
+            workflow_id: Some(self.run.workflow_id.clone()),
+            task_id: Some(self.task.id.clone()),
+            stage_id: Some(stage_id.clone()),
+            reason: Reason::LlmCall,
+            tool: None,
+            provider: rung.provider().to_string(),
+            model: rung.model().to_string(),
+            account_id: Some(account.id.clone()),
+            billing_mode: mode,
+            usage,
+            reported_cost_nanos: reported,
+            latency_ms,
+            outcome: outcome_word.into(),
+            source_system: self.app.meter.source_system().to_string(),
+            source_reference: format!("{}/{n}/1", self.run.id),
+            reservation_id: Some(reservation.id.clone()),
+        };
+        let tokens_in = usage.map(|u| (u.input + u.cache_read + u.cache_write) as i64);
+        let tokens_out = usage.map(|u| u.output as i64);
+        // Without a verifier the answer is judged at once, and its usage record,
+        // charge and stage row are written in one transaction.
+        let quick = match (&result, &self.req.verifier) {
+            (Ok(a), None) => Some(self.outcome_of(a)),
+            (Ok(_), Some(_)) => None,
+            (Err(f), _) => Some((Outcome::failed(f), None)),
+        };
+        if let Some((o, rejection)) = quick {
+            let (outcome, error) = (o.outcome, o.error.clone());
+            let mut row = self.attempt_row(rung, Some(account), o, n, None);
+            row.stage_id = stage_id;
+            row.tokens_input = tokens_in;
+            row.tokens_output = tokens_out;
+            row.latency_ms = Some(latency_ms as i64);
+            let recorded = self.app.meter.record_attempt(call, row).await;
+            if let Err(e) = recorded {
+                let _ = self.app.meter.release(&self.req.org, &reservation.id).await;
+                return Err(e);
+            }
+            self.observe(account, rate.as_ref()).await;
+            self.report_attempt(rung, n, outcome, error.as_deref());
+            if let Some(t) = tree
+                && let Err(e) = t.remove().await
+            {
+                tracing::warn!(error = %e, run = %self.run.id, "could not remove an attempt's worktree");
+            }
+            return Ok(match (result, rejection) {
+                (Ok(a), None) => Called::Answer(a.text),
+                (Ok(_), Some(r)) => Called::Quality(r),
+                (Err(f), _) => match f.kind.class() {
+                    FailureClass::Terminal => Called::Stop(Stop {
+                        state: RunState::Cancelled,
+                        reason: "cancelled by the caller".into(),
+                    }),
+                    _ => Called::Infra(f),
+                },
+            });
+        }
+        let receipt = self.app.meter.record(call).await;
         let receipt = match receipt {
             Ok(r) => r,
             Err(e) => {
@@ -802,8 +839,8 @@ impl Job {
             usage_id: receipt.usage_id.clone(),
             cost_nanos: receipt.cost_nanos,
             billed_nanos: receipt.billed_nanos,
-            tokens_in: usage.map(|u| (u.input + u.cache_read + u.cache_write) as i64),
-            tokens_out: usage.map(|u| u.output as i64),
+            tokens_in,
+            tokens_out,
             latency_ms: latency_ms as i64,
             stage_id,
             n,
@@ -910,6 +947,25 @@ impl Job {
                 argv.join(" "),
                 f.message
             ))),
+        }
+    }
+
+    /// The judged outcome of an answer without a verifier: ok, or a quality
+    /// failure with its rejection.
+    fn outcome_of(&self, answer: &Answer) -> (Outcome, Option<Rejection>) {
+        let output =
+            json!({"answer": clip(&answer.text, 4000), "finish_reason": answer.finish_reason});
+        match quality::check(&answer.text, answer.refused, self.schema.as_ref()) {
+            Ok(()) => {
+                let mut o = Outcome::ok();
+                o.output = Some(output);
+                (o, None)
+            }
+            Err(r) => {
+                let mut o = Outcome::quality(&r);
+                o.output = Some(output);
+                (o, Some(r))
+            }
         }
     }
 
@@ -1021,49 +1077,56 @@ impl Job {
             None if o.outcome == "skipped" => self.attempts.load(Ordering::Relaxed),
             None => self.attempts.fetch_add(1, Ordering::Relaxed) + 1,
         };
-        let message = format!(
-            "attempt {n}: {} ({}) → {}{}",
+        let (outcome, error) = (o.outcome, o.error.clone());
+        let row = self.attempt_row(rung, account, o, n, billed.as_ref());
+        self.app.store.run_attempt(&self.req.org, row).await?;
+        self.report_attempt(rung, n, outcome, error.as_deref());
+        Ok(())
+    }
+
+    /// An attempt's stage row (its usage fields come from `billed`, or from the
+    /// usage record written in the same job).
+    fn attempt_row(
+        &self,
+        rung: &Rung,
+        account: Option<&Account>,
+        o: Outcome,
+        n: i64,
+        b: Option<&Billed>,
+    ) -> NewAttempt {
+        NewAttempt {
+            stage_id: b
+                .map(|b| b.stage_id.clone())
+                .unwrap_or_else(|| self.app.ids.next()),
+            run_id: self.run.id.clone(),
+            attempt: n,
+            rung: rung.name.clone(),
+            provider: rung.provider().to_string(),
+            model: rung.model().to_string(),
+            account_id: account.map(|a| a.id.clone()),
+            outcome: o.outcome.into(),
+            failure_kind: o.kind,
+            error: o.error,
+            output: o.output,
+            tokens_input: b.and_then(|b| b.tokens_in),
+            tokens_output: b.and_then(|b| b.tokens_out),
+            cost_nanos: b.map_or(0, |b| b.cost_nanos),
+            billed_nanos: b.map_or(0, |b| b.billed_nanos),
+            latency_ms: b.map(|b| b.latency_ms),
+            usage_id: b.map(|b| b.usage_id.clone()),
+            quality_failure: o.outcome == "quality",
+            created_by: self.req.key_id.clone(),
+            now: self.app.clock.now_text(),
+        }
+    }
+
+    fn report_attempt(&self, rung: &Rung, n: i64, outcome: &str, error: Option<&str>) {
+        self.report(format!(
+            "attempt {n}: {} ({}) → {outcome}{}",
             rung.name,
             rung.model(),
-            o.outcome,
-            o.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-        let b = billed.as_ref();
-        self.app
-            .store
-            .run_attempt(
-                &self.req.org,
-                NewAttempt {
-                    stage_id: b
-                        .map(|b| b.stage_id.clone())
-                        .unwrap_or_else(|| self.app.ids.next()),
-                    run_id: self.run.id.clone(),
-                    attempt: n,
-                    rung: rung.name.clone(),
-                    provider: rung.provider().to_string(),
-                    model: rung.model().to_string(),
-                    account_id: account.map(|a| a.id.clone()),
-                    outcome: o.outcome.into(),
-                    failure_kind: o.kind,
-                    error: o.error,
-                    output: o.output,
-                    tokens_input: b.and_then(|b| b.tokens_in),
-                    tokens_output: b.and_then(|b| b.tokens_out),
-                    cost_nanos: b.map_or(0, |b| b.cost_nanos),
-                    billed_nanos: b.map_or(0, |b| b.billed_nanos),
-                    latency_ms: b.map(|b| b.latency_ms),
-                    usage_id: b.map(|b| b.usage_id.clone()),
-                    quality_failure: o.outcome == "quality",
-                    created_by: self.req.key_id.clone(),
-                    now: self.app.clock.now_text(),
-                },
-            )
-            .await?;
-        self.report(message);
-        Ok(())
+            error.map(|e| format!(": {e}")).unwrap_or_default()
+        ));
     }
 
     /// The prompt: the task, its context and paths, the answer's schema, and

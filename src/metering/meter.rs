@@ -26,7 +26,7 @@ use crate::metering::usage::{
     BillingMode, Breaker, Call, CostSource, Reason, Receipt, day_end, hour_of, month_end,
 };
 use crate::metrics::{Metrics, OrgMetrics, OrgModelLabels, OrgToolLabels, OrgWindowLabels};
-use crate::store::{BreakerFigures, Reservation, ReserveInsert, Store, UsageInsert};
+use crate::store::{BreakerFigures, NewAttempt, Reservation, ReserveInsert, Store, UsageInsert};
 
 /// What a reservation is for.
 #[derive(Debug, Clone)]
@@ -278,10 +278,20 @@ impl Meter {
     /// Records a call once, with its charge when billed, settling its
     /// reservation. Acknowledged means committed.
     pub async fn record(&self, call: Call) -> Result<Receipt> {
-        self.record_at(call, None).await
+        self.record_at(call, None, None).await
     }
 
-    async fn record_at(&self, call: Call, billed_override: Option<i64>) -> Result<Receipt> {
+    /// `record`, with the ladder's attempt row written in the same transaction.
+    pub async fn record_attempt(&self, call: Call, attempt: NewAttempt) -> Result<Receipt> {
+        self.record_at(call, None, Some(attempt)).await
+    }
+
+    async fn record_at(
+        &self,
+        call: Call,
+        billed_override: Option<i64>,
+        attempt: Option<NewAttempt>,
+    ) -> Result<Receipt> {
         if call.source_system.trim().is_empty() || call.source_reference.trim().is_empty() {
             return Err(Error::invalid(
                 "source_reference",
@@ -299,20 +309,21 @@ impl Meter {
             format!("{}/{}", call.provider, call.model),
         );
         let task = call.task_id.clone();
-        let receipt = self
-            .store
-            .record_usage(UsageInsert {
-                id: self.ids.next(),
-                ledger_id: self.ids.next(),
-                call,
-                cost_nanos: cost,
-                cost_source: source,
-                price,
-                price_is_new,
-                billed_override,
-                now,
-            })
-            .await?;
+        let insert = UsageInsert {
+            id: self.ids.next(),
+            ledger_id: self.ids.next(),
+            call,
+            cost_nanos: cost,
+            cost_source: source,
+            price,
+            price_is_new,
+            billed_override,
+            now,
+        };
+        let receipt = match attempt {
+            Some(a) => self.store.record_with_attempt(&org, insert, a).await?,
+            None => self.store.record_usage(insert).await?,
+        };
         if price_is_new
             && let Some(id) = &receipt.price_id
             && let Ok(mut synced) = self.synced.lock()
@@ -576,7 +587,7 @@ impl Meter {
             source_reference: format!("tool/{}", self.ids.next()),
             reservation_id: None,
         };
-        self.record_at(call, Some(price)).await.map(Some)
+        self.record_at(call, Some(price), None).await.map(Some)
     }
 
     /// Counts one tool call (a run unit). Never fails; written in batches.

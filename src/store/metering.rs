@@ -233,7 +233,7 @@ fn replay(c: &Connection, u: &UsageInsert, charge_key: &str) -> Result<Receipt> 
     Err(Error::Internal("a recorded call vanished".into()))
 }
 
-fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
+pub(super) fn record(c: &Connection, u: &UsageInsert) -> Result<Receipt> {
     let call = &u.call;
     let org = call.org.as_str();
     let charge_key = format!("charge:{}:{}", call.source_system, call.source_reference);

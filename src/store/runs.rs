@@ -164,6 +164,40 @@ fn close_owned(c: &Connection, org: &str, run: &str, now: &str) -> Result<()> {
     super::workflows::close(c, org, &r.workflow_id, rec, now)
 }
 
+/// Writes one attempt as a stage of the run's task and adds it to the run.
+fn attempt_row(c: &Connection, o: &str, a: &NewAttempt) -> Result<()> {
+    let (workflow_id, task_id): (String, String) = c
+        .prepare_cached("SELECT workflow_id, task_id FROM runs WHERE org_id = ?1 AND id = ?2")?
+        .query_row([o, &a.run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| Error::not_found("run", &a.run_id))?;
+    let output = a.output.as_ref().map(|v| v.to_string());
+    c.prepare_cached(
+        "INSERT INTO stages (org_id, id, workflow_id, task_id, name, stage_type, model, output, tokens_input,
+           tokens_output, cost_nanos, cost_self_reported, latency_ms, created_by, created_at,
+           run_id, attempt, rung, provider, account_id, outcome, failure_kind, error, usage_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'attempt', ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13,
+           ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+    )?
+    .execute(params![o, a.stage_id, workflow_id, task_id, format!("attempt {}", a.attempt), a.model, output,
+                     a.tokens_input, a.tokens_output, a.cost_nanos, a.latency_ms, a.created_by, a.now,
+                     a.run_id, a.attempt, a.rung, a.provider, a.account_id, a.outcome, a.failure_kind,
+                     a.error, a.usage_id])?;
+    c.prepare_cached(
+        "UPDATE runs SET attempts = attempts + ?3, quality_failures = quality_failures + ?4,
+           cost_nanos = cost_nanos + ?5, billed_nanos = billed_nanos + ?6, heartbeat_at = ?7, updated_at = ?7
+         WHERE org_id = ?1 AND id = ?2",
+    )?
+    .execute(params![o, a.run_id, i64::from(a.usage_id.is_some()), i64::from(a.quality_failure),
+                     a.cost_nanos, a.billed_nanos, a.now])?;
+    c.prepare_cached(
+        "UPDATE workflows SET status = CASE WHEN status = 'open' THEN 'in_progress' ELSE status END,
+           updated_at = ?3 WHERE org_id = ?1 AND id = ?2 AND status = 'open'",
+    )?
+    .execute(params![o, workflow_id, a.now])?;
+    Ok(())
+}
+
 /// The task's status after its run ends in `state` (None: leave it).
 fn task_status_after(state: RunState) -> Option<TaskStatus> {
     match state {
@@ -239,31 +273,31 @@ impl Store {
                     w.clone()
                 }
                 None => {
-                    c.execute(
+                    c.prepare_cached(
                         "INSERT INTO workflows (org_id, id, title, task_type, complexity, language, stack, domain,
                            status, created_by, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', ?9, ?10, ?10)",
-                        params![o, n.new_workflow_id, task.title, task.task_type, task.complexity, task.language,
-                                task.stack, task.domain, n.key_id, n.now],
-                    )?;
-                    c.execute(
+                    )?
+                    .execute(params![o, n.new_workflow_id, task.title, task.task_type, task.complexity, task.language,
+                                task.stack, task.domain, n.key_id, n.now])?;
+                    c.prepare_cached(
                         "UPDATE tasks SET workflow_id = ?3 WHERE org_id = ?1 AND id = ?2",
-                        params![o, n.task_id, n.new_workflow_id],
-                    )?;
+                    )?
+                    .execute(params![o, n.task_id, n.new_workflow_id])?;
                     n.new_workflow_id.clone()
                 }
             };
-            c.execute(
+            c.prepare_cached(
                 "UPDATE tasks SET status = 'in_progress', updated_at = ?3 WHERE org_id = ?1 AND id = ?2",
-                params![o, n.task_id, n.now],
-            )?;
-            c.execute(
+            )?
+            .execute(params![o, n.task_id, n.now])?;
+            c.prepare_cached(
                 "INSERT INTO runs (org_id, id, task_id, workflow_id, key_id, idempotency_key, request_sha256, state,
                    detached, start_rung, start_reason, holder, heartbeat_at, created_at, updated_at, owns_workflow)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12, ?12, ?12, ?13)",
-                params![o, n.id, n.task_id, workflow_id, n.key_id, n.idempotency_key, n.request_sha256,
-                        n.detached, n.start_rung, n.start_reason, n.holder, n.now, owns_workflow],
-            )?;
+            )?
+            .execute(params![o, n.id, n.task_id, workflow_id, n.key_id, n.idempotency_key, n.request_sha256,
+                        n.detached, n.start_rung, n.start_reason, n.holder, n.now, owns_workflow])?;
             Ok(Started::New(
                 get_run(c, &o, &n.id)?,
                 Box::new(get_task(c, &o, &n.task_id)?),
@@ -275,37 +309,28 @@ impl Store {
     /// Writes one attempt as a stage of the run's task and adds it to the run.
     pub async fn run_attempt(&self, org: &str, a: NewAttempt) -> Result<()> {
         let o = org.to_string();
+        self.write(move |c| attempt_row(c, &o, &a)).await
+    }
+
+    /// Records a call (its usage record, charge and reservation settlement)
+    /// and its attempt row in one transaction; the row takes the record's id,
+    /// cost and billed price. A replayed record writes no second row.
+    pub async fn record_with_attempt(
+        &self,
+        org: &str,
+        u: super::UsageInsert,
+        mut a: NewAttempt,
+    ) -> Result<crate::metering::usage::Receipt> {
+        let o = org.to_string();
         self.write(move |c| {
-            let (workflow_id, task_id): (String, String) = c
-                .prepare_cached("SELECT workflow_id, task_id FROM runs WHERE org_id = ?1 AND id = ?2")?
-                .query_row([&o, &a.run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?
-                .ok_or_else(|| Error::not_found("run", &a.run_id))?;
-            let output = a.output.as_ref().map(|v| v.to_string());
-            c.execute(
-                "INSERT INTO stages (org_id, id, workflow_id, task_id, name, stage_type, model, output, tokens_input,
-                   tokens_output, cost_nanos, cost_self_reported, latency_ms, created_by, created_at,
-                   run_id, attempt, rung, provider, account_id, outcome, failure_kind, error, usage_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'attempt', ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13,
-                   ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-                params![o, a.stage_id, workflow_id, task_id, format!("attempt {}", a.attempt), a.model, output,
-                        a.tokens_input, a.tokens_output, a.cost_nanos, a.latency_ms, a.created_by, a.now,
-                        a.run_id, a.attempt, a.rung, a.provider, a.account_id, a.outcome, a.failure_kind,
-                        a.error, a.usage_id],
-            )?;
-            c.execute(
-                "UPDATE runs SET attempts = attempts + ?3, quality_failures = quality_failures + ?4,
-                   cost_nanos = cost_nanos + ?5, billed_nanos = billed_nanos + ?6, heartbeat_at = ?7, updated_at = ?7
-                 WHERE org_id = ?1 AND id = ?2",
-                params![o, a.run_id, i64::from(a.usage_id.is_some()), i64::from(a.quality_failure),
-                        a.cost_nanos, a.billed_nanos, a.now],
-            )?;
-            c.execute(
-                "UPDATE workflows SET status = CASE WHEN status = 'open' THEN 'in_progress' ELSE status END,
-                   updated_at = ?3 WHERE org_id = ?1 AND id = ?2",
-                params![o, workflow_id, a.now],
-            )?;
-            Ok(())
+            let r = super::metering::record(c, &u)?;
+            if r.created {
+                a.usage_id = Some(r.usage_id.clone());
+                a.cost_nanos = r.cost_nanos;
+                a.billed_nanos = r.billed_nanos;
+                attempt_row(c, &o, &a)?;
+            }
+            Ok(r)
         })
         .await
     }
@@ -322,20 +347,20 @@ impl Store {
                 return Ok(run);
             }
             let consensus = f.consensus.as_ref().map(|v| v.to_string());
-            c.execute(
+            c.prepare_cached(
                 "UPDATE runs SET state = ?3, answer = ?4, reason = ?5, final_rung = ?6, final_model = ?7,
                    consensus = ?8, updated_at = ?9, finished_at = CASE WHEN ?3 = 'needs_human' THEN NULL ELSE ?9 END
                  WHERE org_id = ?1 AND id = ?2",
-                params![o, i, f.state.as_str(), f.answer, f.reason, f.final_rung, f.final_model, consensus, f.now],
-            )?;
+            )?
+            .execute(params![o, i, f.state.as_str(), f.answer, f.reason, f.final_rung, f.final_model, consensus, f.now])?;
             if let Some(s) = task_status_after(f.state) {
                 let done = s == TaskStatus::Done;
-                c.execute(
+                c.prepare_cached(
                     "UPDATE tasks SET status = ?3, answer = CASE WHEN ?4 THEN ?5 ELSE answer END,
                        updated_at = ?6, completed_at = CASE WHEN ?4 THEN ?6 ELSE completed_at END
                      WHERE org_id = ?1 AND id = ?2",
-                    params![o, run.task_id, s.as_str(), done, f.answer, f.now],
-                )?;
+                )?
+                .execute(params![o, run.task_id, s.as_str(), done, f.answer, f.now])?;
             }
             if matches!(f.state, RunState::Succeeded | RunState::Failed) {
                 close_owned(c, &o, &i, &f.now)?;
@@ -354,12 +379,12 @@ impl Store {
         answer: &str,
         now: &str,
     ) -> Result<()> {
-        c.execute(
+        c.prepare_cached(
             "UPDATE runs SET state = 'succeeded', answer = ?3, final_rung = 'human', final_model = NULL,
                updated_at = ?4, finished_at = ?4
              WHERE org_id = ?1 AND task_id = ?2 AND state = 'needs_human'",
-            params![org, task, answer, now],
-        )?;
+        )?
+        .execute(params![org, task, answer, now])?;
         let resolved: Vec<String> = c
             .prepare_cached(
                 "SELECT id FROM runs WHERE org_id = ?1 AND task_id = ?2 AND state = 'succeeded' AND final_rung = 'human'
@@ -413,10 +438,10 @@ impl Store {
     pub async fn run_heartbeat(&self, org: &str, id: &str, now: String) -> Result<()> {
         let (o, i) = (org.to_string(), id.to_string());
         self.write(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE runs SET heartbeat_at = ?3 WHERE org_id = ?1 AND id = ?2 AND state = 'running'",
-                params![o, i, now],
-            )?;
+            )?
+            .execute(params![o, i, now])?;
             Ok(())
         })
         .await
@@ -437,15 +462,15 @@ impl Store {
                 .query_map([&before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             for (o, id, task) in &stale {
-                c.execute(
+                c.prepare_cached(
                     "UPDATE runs SET state = 'interrupted', reason = 'the server stopped while the run was in flight',
                        updated_at = ?3, finished_at = ?3 WHERE org_id = ?1 AND id = ?2",
-                    params![o, id, now],
-                )?;
-                c.execute(
+                )?
+                .execute(params![o, id, now])?;
+                c.prepare_cached(
                     "UPDATE tasks SET status = 'open', updated_at = ?3 WHERE org_id = ?1 AND id = ?2 AND status = 'in_progress'",
-                    params![o, task, now],
-                )?;
+                )?
+                .execute(params![o, task, now])?;
             }
             Ok(stale.into_iter().map(|(o, id, _)| (o, id)).collect())
         })
