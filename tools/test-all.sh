@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this and nothing else):
-# format, lints, the cargo tests (unit + end-to-end over stdio and HTTP), the
+# format, lints, the cargo tests (unit + end-to-end over stdio and HTTP), benchmark
+# smokes (metering, execute), the
 # official MCP conformance suite, and the official TypeScript and Python clients.
 # Installs what it needs (Node 22 and npm packages, a Python venv) under .tools-cache/.
 set -euo pipefail
@@ -23,6 +24,11 @@ stages=$((stages + 1))
 
 stage "metering benchmark smoke (prints numbers, gates nothing but a crash or a wrong count)"
 cargo run -q -p vaultline-meterbench -- --smoke
+stages=$((stages + 1))
+
+stage "execute benchmark smoke (the ladder over the fake provider; no LiteLLM)"
+cargo build -q --bin vaultline
+cargo run -q -p vaultline-execbench -- --smoke --vaultline target/debug/vaultline
 stages=$((stages + 1))
 
 stage "MCP conformance suite (active and pending)"
