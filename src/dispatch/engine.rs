@@ -241,6 +241,7 @@ pub async fn begin(app: &Arc<App>, req: RunRequest, hooks: Hooks) -> Result<Begu
         hooks,
         ct,
         attempts: AtomicI64::new(0),
+        ended: Mutex::new(None),
     };
     tokio::spawn(async move {
         let app = job.app.clone();
@@ -310,6 +311,8 @@ struct Job {
     hooks: Hooks,
     ct: CancellationToken,
     attempts: AtomicI64,
+    /// Set when an accepted answer ended the run in its call's transaction.
+    ended: Mutex<Option<Run>>,
 }
 
 /// How one rung ended.
@@ -334,6 +337,13 @@ struct Stop {
 impl Job {
     async fn drive(self) -> Run {
         let end = self.beating(None, self.ladder()).await;
+        if let Some(run) = self.ended.lock().ok().and_then(|mut e| e.take()) {
+            self.app.publish(crate::app::Change::Workflow {
+                org: self.req.org.clone(),
+                id: run.workflow_id.clone(),
+            });
+            return run;
+        }
         let now = self.app.clock.now_text();
         let finish = match end {
             Ok(f) => f,
@@ -389,7 +399,7 @@ impl Job {
         let mut feedback: Option<String> = None;
         let mut index = self.start.index;
         while index < rungs.len() && quality_failures < cfg.quality_budget {
-            match self.rung(&rungs[index], feedback.as_deref()).await? {
+            match self.rung(&rungs[index], feedback.as_deref(), true).await? {
                 RungEnd::Answer { text, rung, model } => {
                     let mut f = self.finish(RunState::Succeeded, Some(text), None);
                     f.final_rung = Some(rung);
@@ -458,7 +468,8 @@ impl Job {
             ));
             return Ok(None);
         }
-        let ends = futures::future::join_all(members.iter().map(|r| self.rung(r, feedback))).await;
+        let ends =
+            futures::future::join_all(members.iter().map(|r| self.rung(r, feedback, false))).await;
         let mut answers = Vec::new();
         for end in ends {
             match end? {
@@ -565,7 +576,8 @@ impl Job {
     }
 
     /// One rung: accounts in score order until one answers or none is left.
-    async fn rung(&self, rung: &Rung, feedback: Option<&str>) -> Result<RungEnd> {
+    /// `last`: an accepted answer ends the run (false for consensus members).
+    async fn rung(&self, rung: &Rung, feedback: Option<&str>, last: bool) -> Result<RungEnd> {
         let cfg = &self.app.config.execute;
         let mut tried: Vec<String> = Vec::new();
         let mut last_failure: Option<String> = None;
@@ -600,7 +612,7 @@ impl Job {
                 return Ok(RungEnd::Skipped);
             };
             tried.push(account.id.clone());
-            match self.call(rung, &account, feedback).await? {
+            match self.call(rung, &account, feedback, last).await? {
                 Called::Answer(text) => {
                     return Ok(RungEnd::Answer {
                         text,
@@ -656,7 +668,13 @@ impl Job {
     }
 
     /// One provider call on one account, recorded and judged.
-    async fn call(&self, rung: &Rung, account: &Account, feedback: Option<&str>) -> Result<Called> {
+    async fn call(
+        &self,
+        rung: &Rung,
+        account: &Account,
+        feedback: Option<&str>,
+        last: bool,
+    ) -> Result<Called> {
         let secret = match SecretRef::parse(&account.secret_ref).and_then(|r| r.resolve()) {
             Ok(s) => s,
             Err(e) => {
@@ -802,10 +820,27 @@ impl Job {
             row.tokens_input = tokens_in;
             row.tokens_output = tokens_out;
             row.latency_ms = Some(latency_ms as i64);
-            let recorded = self.app.meter.record_attempt(call, row).await;
-            if let Err(e) = recorded {
-                let _ = self.app.meter.release(&self.req.org, &reservation.id).await;
-                return Err(e);
+            // An accepted answer on the ladder ends the run in the same transaction.
+            let finish = match (&result, &rejection, last) {
+                (Ok(a), None, true) => {
+                    let mut f = self.finish(RunState::Succeeded, Some(a.text.clone()), None);
+                    f.final_rung = Some(rung.name.clone());
+                    f.final_model = Some(rung.model().to_string());
+                    Some(f)
+                }
+                _ => None,
+            };
+            match self.app.meter.record_attempt(call, row, finish).await {
+                Ok((_, Some(run))) => {
+                    if let Ok(mut e) = self.ended.lock() {
+                        *e = Some(run);
+                    }
+                }
+                Ok((_, None)) => {}
+                Err(e) => {
+                    let _ = self.app.meter.release(&self.req.org, &reservation.id).await;
+                    return Err(e);
+                }
             }
             self.observe(account, rate.as_ref()).await;
             self.report_attempt(rung, n, outcome, error.as_deref());

@@ -20,13 +20,16 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Alerts;
 use crate::clock::{Clock, Ids, fmt_time};
 use crate::config::BillingConfig;
+use crate::dispatch::Run;
 use crate::error::{Error, Result};
 use crate::metering::pricing::{Price, PriceBook, Usage, cost_nanos};
 use crate::metering::usage::{
     BillingMode, Breaker, Call, CostSource, Reason, Receipt, day_end, hour_of, month_end,
 };
 use crate::metrics::{Metrics, OrgMetrics, OrgModelLabels, OrgToolLabels, OrgWindowLabels};
-use crate::store::{BreakerFigures, NewAttempt, Reservation, ReserveInsert, Store, UsageInsert};
+use crate::store::{
+    BreakerFigures, Finish, NewAttempt, Reservation, ReserveInsert, Store, UsageInsert,
+};
 
 /// What a reservation is for.
 #[derive(Debug, Clone)]
@@ -281,16 +284,27 @@ impl Meter {
         self.record_at(call, None, None).await
     }
 
-    /// `record`, with the ladder's attempt row written in the same transaction.
-    pub async fn record_attempt(&self, call: Call, attempt: NewAttempt) -> Result<Receipt> {
-        self.record_at(call, None, Some(attempt)).await
+    /// `record`, with the ladder's attempt row (and, for an accepted answer,
+    /// the run's end) written in the same transaction. Returns the run when it
+    /// ended here.
+    pub async fn record_attempt(
+        &self,
+        call: Call,
+        attempt: NewAttempt,
+        finish: Option<Finish>,
+    ) -> Result<(Receipt, Option<Run>)> {
+        let mut ended = None;
+        let r = self
+            .record_at(call, None, Some((attempt, finish, &mut ended)))
+            .await?;
+        Ok((r, ended))
     }
 
     async fn record_at(
         &self,
         call: Call,
         billed_override: Option<i64>,
-        attempt: Option<NewAttempt>,
+        attempt: Option<(NewAttempt, Option<Finish>, &mut Option<Run>)>,
     ) -> Result<Receipt> {
         if call.source_system.trim().is_empty() || call.source_reference.trim().is_empty() {
             return Err(Error::invalid(
@@ -321,7 +335,14 @@ impl Meter {
             now,
         };
         let receipt = match attempt {
-            Some(a) => self.store.record_with_attempt(&org, insert, a).await?,
+            Some((a, finish, ended)) => {
+                let (r, run) = self
+                    .store
+                    .record_with_attempt(&org, insert, a, finish)
+                    .await?;
+                *ended = run;
+                r
+            }
             None => self.store.record_usage(insert).await?,
         };
         if price_is_new

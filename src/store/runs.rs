@@ -164,6 +164,34 @@ fn close_owned(c: &Connection, org: &str, run: &str, now: &str) -> Result<()> {
     super::workflows::close(c, org, &r.workflow_id, rec, now)
 }
 
+/// Ends a running run and moves its task (see `Store::run_finish`).
+fn finish_run(c: &Connection, o: &str, i: &str, f: &Finish) -> Result<Run> {
+    let run = get_run(c, o, i)?;
+    if run.state != RunState::Running {
+        return Ok(run);
+    }
+    let consensus = f.consensus.as_ref().map(|v| v.to_string());
+    c.prepare_cached(
+        "UPDATE runs SET state = ?3, answer = ?4, reason = ?5, final_rung = ?6, final_model = ?7,
+           consensus = ?8, updated_at = ?9, finished_at = CASE WHEN ?3 = 'needs_human' THEN NULL ELSE ?9 END
+         WHERE org_id = ?1 AND id = ?2",
+    )?
+    .execute(params![o, i, f.state.as_str(), f.answer, f.reason, f.final_rung, f.final_model, consensus, f.now])?;
+    if let Some(s) = task_status_after(f.state) {
+        let done = s == TaskStatus::Done;
+        c.prepare_cached(
+            "UPDATE tasks SET status = ?3, answer = CASE WHEN ?4 THEN ?5 ELSE answer END,
+               updated_at = ?6, completed_at = CASE WHEN ?4 THEN ?6 ELSE completed_at END
+             WHERE org_id = ?1 AND id = ?2",
+        )?
+        .execute(params![o, run.task_id, s.as_str(), done, f.answer, f.now])?;
+    }
+    if matches!(f.state, RunState::Succeeded | RunState::Failed) {
+        close_owned(c, o, i, &f.now)?;
+    }
+    get_run(c, o, i)
+}
+
 /// Writes one attempt as a stage of the run's task and adds it to the run.
 fn attempt_row(c: &Connection, o: &str, a: &NewAttempt) -> Result<()> {
     let (workflow_id, task_id): (String, String) = c
@@ -315,12 +343,15 @@ impl Store {
     /// Records a call (its usage record, charge and reservation settlement)
     /// and its attempt row in one transaction; the row takes the record's id,
     /// cost and billed price. A replayed record writes no second row.
+    /// With `finish`, the run ends in the same transaction (an accepted answer
+    /// on the ladder: one commit instead of two).
     pub async fn record_with_attempt(
         &self,
         org: &str,
         u: super::UsageInsert,
         mut a: NewAttempt,
-    ) -> Result<crate::metering::usage::Receipt> {
+        finish: Option<Finish>,
+    ) -> Result<(crate::metering::usage::Receipt, Option<Run>)> {
         let o = org.to_string();
         self.write(move |c| {
             let r = super::metering::record(c, &u)?;
@@ -330,7 +361,11 @@ impl Store {
                 a.billed_nanos = r.billed_nanos;
                 attempt_row(c, &o, &a)?;
             }
-            Ok(r)
+            let run = match &finish {
+                Some(f) => Some(finish_run(c, &o, &a.run_id, f)?),
+                None => None,
+            };
+            Ok((r, run))
         })
         .await
     }
@@ -341,33 +376,7 @@ impl Store {
     /// (returns it unchanged).
     pub async fn run_finish(&self, org: &str, id: &str, f: Finish) -> Result<Run> {
         let (o, i) = (org.to_string(), id.to_string());
-        self.write(move |c| {
-            let run = get_run(c, &o, &i)?;
-            if run.state != RunState::Running {
-                return Ok(run);
-            }
-            let consensus = f.consensus.as_ref().map(|v| v.to_string());
-            c.prepare_cached(
-                "UPDATE runs SET state = ?3, answer = ?4, reason = ?5, final_rung = ?6, final_model = ?7,
-                   consensus = ?8, updated_at = ?9, finished_at = CASE WHEN ?3 = 'needs_human' THEN NULL ELSE ?9 END
-                 WHERE org_id = ?1 AND id = ?2",
-            )?
-            .execute(params![o, i, f.state.as_str(), f.answer, f.reason, f.final_rung, f.final_model, consensus, f.now])?;
-            if let Some(s) = task_status_after(f.state) {
-                let done = s == TaskStatus::Done;
-                c.prepare_cached(
-                    "UPDATE tasks SET status = ?3, answer = CASE WHEN ?4 THEN ?5 ELSE answer END,
-                       updated_at = ?6, completed_at = CASE WHEN ?4 THEN ?6 ELSE completed_at END
-                     WHERE org_id = ?1 AND id = ?2",
-                )?
-                .execute(params![o, run.task_id, s.as_str(), done, f.answer, f.now])?;
-            }
-            if matches!(f.state, RunState::Succeeded | RunState::Failed) {
-                close_owned(c, &o, &i, &f.now)?;
-            }
-            get_run(c, &o, &i)
-        })
-        .await
+        self.write(move |c| finish_run(c, &o, &i, &f)).await
     }
 
     /// Completes the run that handed `task` to a person, with the person's
