@@ -314,6 +314,28 @@ pub fn is_success(status: u16) -> bool {
 }
 
 /// The body as JSON, or `Malformed` saying it is not.
+/// The JSON body of a 2xx, or the classified failure of any other status (its
+/// message from the provider's error body); `rate` goes on the failure.
+pub fn success_json(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    rate: &Option<RateSignal>,
+) -> Result<Value, Failure> {
+    let r = if is_success(status) {
+        json_body(status, body)
+    } else {
+        let detail = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| error_detail(&v));
+        Err(status_failure(status, headers, body, detail))
+    };
+    r.map_err(|mut f| {
+        f.rate = rate.clone();
+        f
+    })
+}
+
 pub fn json_body(status: u16, body: &[u8]) -> Result<Value, Failure> {
     serde_json::from_slice(body).map_err(|e| {
         let mut f = Failure::new(

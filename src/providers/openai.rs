@@ -69,15 +69,7 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8]) -> Result<Answer, Fa
         f.rate = rate.clone();
         f
     };
-    if !wire::is_success(status) {
-        let detail = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| wire::error_detail(&v));
-        return Err(with_rate(wire::status_failure(
-            status, headers, body, detail,
-        )));
-    }
-    let v = wire::json_body(status, body).map_err(with_rate)?;
+    let v = wire::success_json(status, headers, body, &rate)?;
     let Some(choice) = v
         .get("choices")
         .and_then(Value::as_array)
