@@ -1012,28 +1012,21 @@ impl Job {
         billed: Billed,
         tree: Option<&providers::worktree::Worktree>,
     ) -> Result<Called> {
-        let output =
-            json!({"answer": clip(&answer.text, 4000), "finish_reason": answer.finish_reason});
-        let mut checked = quality::check(&answer.text, answer.refused, self.schema.as_ref());
-        if checked.is_ok()
+        let (mut o, mut rejection) = self.outcome_of(&answer);
+        if rejection.is_none()
             && let (Some(argv), Some(tree)) = (&self.req.verifier, tree)
+            && let Err(r) = self.verify(argv, tree, &answer.text).await
         {
-            checked = self.verify(argv, tree, &answer.text).await;
+            let output = o.output.take();
+            o = Outcome::quality(&r);
+            o.output = output;
+            rejection = Some(r);
         }
-        match checked {
-            Ok(()) => {
-                let mut o = Outcome::ok();
-                o.output = Some(output);
-                self.attempt(rung, Some(account), o, Some(billed)).await?;
-                Ok(Called::Answer(answer.text))
-            }
-            Err(r) => {
-                let mut o = Outcome::quality(&r);
-                o.output = Some(output);
-                self.attempt(rung, Some(account), o, Some(billed)).await?;
-                Ok(Called::Quality(r))
-            }
-        }
+        self.attempt(rung, Some(account), o, Some(billed)).await?;
+        Ok(match rejection {
+            None => Called::Answer(answer.text),
+            Some(r) => Called::Quality(r),
+        })
     }
 
     /// Awaits `fut`, refreshing one heartbeat every period: the run's (`None`),
