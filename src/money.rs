@@ -144,6 +144,12 @@ pub fn check_nanos(field: &str, nanos: i64) -> Result<i64> {
 pub fn fmt_usd(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
     let n = nanos.unsigned_abs();
+    if n != 0 && n < 50_000 {
+        // Below half a ten-thousandth the rounded form would read "$0.0000" for a cost
+        // that is not zero (a cheap model's call): show the exact nanos instead.
+        let digits = format!("{n:09}");
+        return format!("{sign}$0.{}", digits.trim_end_matches('0'));
+    }
     let cents_e2 = (n + 50_000) / 100_000; // ten-thousandths of a dollar, rounded
     format!("{sign}${}.{:04}", cents_e2 / 10_000, cents_e2 % 10_000)
 }
@@ -236,5 +242,13 @@ mod tests {
         assert_eq!(fmt_usd(123_456_789), "$0.1235");
         assert_eq!(fmt_usd(20 * NANOS_PER_USD), "$20.0000");
         assert_eq!(fmt_usd(-1_500_000_000), "-$1.5000");
+        assert_eq!(
+            fmt_usd(30_000),
+            "$0.00003",
+            "sub-ten-thousandth costs are not shown as zero"
+        );
+        assert_eq!(fmt_usd(1), "$0.000000001");
+        assert_eq!(fmt_usd(-49_999), "-$0.000049999");
+        assert_eq!(fmt_usd(50_000), "$0.0001");
     }
 }
