@@ -1,4 +1,5 @@
-//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`, `quota report`. Parses flags, layers them
+//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`, `quota report`,
+//! `backup`, `restore`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -60,6 +61,20 @@ pub enum Command {
     /// Quota accounts: the daily report.
     #[command(subcommand)]
     Quota(QuotaCmd),
+    /// Take a consistent copy of the database (safe while servers run), verify
+    /// it, prune old copies (backup.keep) and print a JSON report.
+    Backup {
+        /// A new file, or a directory (default: backup.dir, else backups/ beside
+        /// the database).
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Replace the database with a checked backup copy. Refuses while a server
+    /// runs on it; keeps the replaced file as <db>.replaced-<time>.
+    Restore {
+        /// The backup file to restore.
+        path: PathBuf,
+    },
     /// Print the append-only audit trail (key and admin actions) as JSON Lines.
     Audit {
         #[arg(long)]
@@ -257,6 +272,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Backup { to } => {
+            let app = App::new(cfg)?;
+            let key = app.clock.now_text();
+            let r = crate::backup::run(&app, to.as_deref(), "cli", &key).await;
+            let pending = app.alerts.flush(std::time::Duration::from_secs(30)).await;
+            if pending > 0 {
+                eprintln!("{pending} alert webhook deliveries were still pending at exit");
+            }
+            app.store.shutdown();
+            let r = r?;
+            for p in &r.pruned {
+                eprintln!("pruned {p}");
+            }
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+        Command::Restore { path } => {
+            let latest = crate::store::MIGRATIONS.last().map_or(0, |m| m.0);
+            let db = cfg.db_path.clone();
+            let now = chrono::Utc::now();
+            let r = tokio::task::spawn_blocking(move || {
+                crate::backup::restore(&db, &path, latest, now)
+            })
+            .await??;
+            match &r.replaced {
+                Some(old) => eprintln!("restored {}; the replaced database is kept as {old}", r.db),
+                None => eprintln!("restored {}", r.db),
+            }
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
         Command::Migrate => {
             let app = App::new(cfg)?;
             let m = app.store.migration_status();
@@ -279,12 +325,18 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
             .context("--conformance-fixtures needs --http ADDR")?;
         return crate::transport::fixtures::serve_fixtures(addr, ct).await;
     }
+    // Held until the server exits: `restore` refuses while any server holds it.
+    let lock = crate::backup::lock_for_serve(&cfg.db_path)?;
+    if lock.shared_with_another {
+        tracing::info!(db = %cfg.db_path.display(), "another vaultline server is serving this database too; scheduled work is shared through leases");
+    }
     let app = App::new(cfg)?;
     app.spawn_probe(ct.clone());
     app.meter.spawn(ct.clone());
     crate::dispatch::engine::Dispatcher::spawn_reaper(app.clone(), ct.clone());
     // The daily quota audit (when enabled) and the quota gauges of /metrics.
     crate::quota::audit::spawn_schedule(app.clone(), ct.clone());
+    crate::backup::spawn_schedule(app.clone(), ct.clone());
     let result = if args.stdio {
         let org = app.config.stdio.org.clone();
         app.store.ensure_org(&org, &app.clock.now_text()).await?;
@@ -299,6 +351,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     // units and drains what is queued.
     app.meter.flush_runs().await;
     app.store.shutdown();
+    drop(lock);
     result
 }
 

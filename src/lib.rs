@@ -7,6 +7,7 @@
 //! - domain modules — `workflows`, `tasks`, `checkpoints`, `quota`: rules as plain functions over plain data.
 //! - `auth` — roles, principals, API keys, rate limits.
 //! - `store` — the only importer of rusqlite: typed verbs over one SQLite file.
+//! - `backup` — online backup, retention, the backup schedule, restore.
 //! - `app`, `config`, `clock`, `error`, `metrics`, `alerts` — shared plumbing.
 //!
 //! See `docs/ARCHITECTURE.md` for the invariants.
@@ -14,6 +15,7 @@
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod checkpoints;
 pub mod cli;
 pub mod clock;
