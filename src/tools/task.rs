@@ -69,7 +69,7 @@ pub struct Params {
     /// A JSON Schema the answer must satisfy.
     answer_schema: Option<Map<String, Value>>,
     status: Option<TaskStatus>,
-    /// When the work happened (retro).
+    /// When the work happened (retro, update).
     occurred_at: Option<String>,
     format: Option<Format>,
     /// done/resolve: the answer.
@@ -360,6 +360,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 stack: p.stack,
                 domain: p.domain,
                 status: p.status,
+                occurred_at: check_time("occurred_at", &p.occurred_at)?,
                 ..Default::default()
             };
             changed(
