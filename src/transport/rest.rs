@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -44,6 +44,7 @@ const MAX_LIST: u32 = 1000;
 
 /// The `/tasks` routes, behind the same key check as `/mcp`.
 pub fn router(app: Arc<App>) -> Router {
+    // The gate has already bounded the body; the extractor must not bound it lower.
     let limit = app.config.http.max_body_bytes;
     Router::new()
         .route("/tasks", get(list).post(create))
@@ -55,8 +56,9 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn_with_state(app, gate))
 }
 
-/// Bearer key → principal, then the per-key rate limit: the same answers as `/mcp`.
-async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+/// Bearer key → principal, the per-key rate limit, then the body limit: the same
+/// answers as `/mcp`, in vault-mcp's `{"error": …}` shape.
+async fn gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let Some(token) = bearer(req.headers()) else {
         return unauthorized(
             &app,
@@ -83,6 +85,16 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return resp;
     }
+    let limit = app.config.http.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return fail(
+            413,
+            &format!("request body exceeds {limit} bytes (http.max_body_bytes)"),
+            None,
+        );
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(principal);
     next.run(req).await
 }

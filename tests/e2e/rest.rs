@@ -157,6 +157,48 @@ async fn tasks_need_a_key_like_mcp() {
 }
 
 #[tokio::test]
+async fn body_and_rate_limits_hold_on_tasks() {
+    let env = Env::new();
+    env.org("acme");
+    let op = env.key("acme", "operator");
+    let srv = Server::start(
+        &env,
+        &[
+            ("VAULTLINE_HTTP__MAX_BODY_BYTES", "4096"),
+            ("VAULTLINE_HTTP__RATE_LIMIT_PER_SECOND", "1"),
+            ("VAULTLINE_HTTP__RATE_LIMIT_BURST", "4"),
+        ],
+        &[],
+    );
+    let rest = Rest::new(&srv);
+    let big = json!({"title": "x", "context": "y".repeat(5000)});
+    let r = rest.post("/tasks", &op, big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("4096"),
+        "{}",
+        r.body
+    );
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = rest.get("/tasks", &op).await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = limited.expect("the per-key rate limit answers 429 on /tasks too");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("rate limit"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
 async fn tasks_round_trip_in_vault_mcps_shapes() {
     let env = Env::new();
     env.org("acme");
