@@ -578,6 +578,21 @@ mod tests {
         assert_eq!(t["task"]["status"], "open");
         let c = ok(&app, &op, json!({"action": "classify", "task_id": id})).await;
         assert_eq!(c["task"]["task_type"], "docs");
+        // update sets occurred_at (normalised), and names it when it is not a time.
+        let u = ok(
+            &app,
+            &op,
+            json!({"action": "update", "task_id": id, "occurred_at": "2026-10-31"}),
+        )
+        .await;
+        assert_eq!(u["task"]["occurred_at"], "2026-10-31T00:00:00.000Z");
+        let e = err(
+            &app,
+            &op,
+            json!({"action": "update", "task_id": id, "occurred_at": "soon"}),
+        )
+        .await;
+        assert!(e.contains("occurred_at"), "{e}");
         let r = ok(
             &app,
             &op,

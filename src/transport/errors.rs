@@ -69,3 +69,47 @@ pub fn request_error(err: &Error) -> ErrorData {
         other => ErrorData::invalid_params(other.to_string(), None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    #[test]
+    fn http_statuses_of_rest_errors() {
+        let cases = [
+            (Error::invalid("title", "must not be empty"), 400),
+            (
+                Error::Forbidden {
+                    what: "task create".into(),
+                    needed: Role::Operator,
+                    have: Role::Viewer,
+                },
+                403,
+            ),
+            (Error::ReadOnly("task create".into()), 403),
+            (Error::not_found("task", "T1"), 404),
+            (
+                Error::Conflict("task T1 cannot go from done to open".into()),
+                409,
+            ),
+            (Error::Limit("daily budget reached".into()), 429),
+        ];
+        for (err, status) in cases {
+            let (got, message) = http_error("task x", &err);
+            assert_eq!(got, status, "{err}");
+            assert_eq!(message, err.to_string());
+        }
+        let (status, message) =
+            http_error("task list", &Error::Internal("disk I/O at /secret".into()));
+        assert_eq!(status, 500);
+        assert!(
+            message.starts_with("task list: internal error (reference "),
+            "{message}"
+        );
+        assert!(
+            !message.contains("secret"),
+            "the cause is logged, not echoed: {message}"
+        );
+    }
+}
