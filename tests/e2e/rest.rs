@@ -536,6 +536,26 @@ async fn read_only_mode_refuses_writes_and_serves_reads() {
 }
 
 #[tokio::test]
+async fn tasks_are_not_served_without_the_task_tool() {
+    let env = Env::new();
+    env.org("acme");
+    let owner = env.key("acme", "owner");
+    let srv = Server::start(&env, &[("VAULTLINE_TOOLS__TOOLSETS", "[health]")], &[]);
+    let rest = Rest::new(&srv);
+    for r in [
+        rest.get("/tasks", &owner).await,
+        rest.post("/tasks", &owner, json!({"title": "x"})).await,
+    ] {
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains("task"),
+            "{}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn rest_and_the_mcp_task_tool_share_one_set_of_tasks() {
     let env = Env::new();
     env.org("acme");
