@@ -290,6 +290,7 @@ async fn tasks_round_trip_in_vault_mcps_shapes() {
     let id_c = c["id"].as_str().unwrap().to_string();
     assert_eq!(c["status"], "done");
     assert_eq!(c["source"], "retroactive");
+    assert!(c["completed_at"].is_string(), "{c}");
     assert!(
         c["occurred_at"].as_str().unwrap().starts_with("2026-11-01"),
         "{c}"
