@@ -9,4 +9,5 @@ mod execute;
 mod execute_cli;
 mod mcp_surface;
 mod quota;
+mod rest;
 mod surface;

@@ -14,7 +14,8 @@
 # - Dumps the schema with `wrangler d1 execute --local --json` and compares it with the
 #   schema `vaultline --db tmp.db migrate` creates (tools/d1check/compare.js: SQL with
 #   whitespace normalised; d1_migrations, _cf_*, sqlite_* and vaultline's own
-#   schema_migrations ignored). Prints a diff and exits non-zero on any mismatch.
+#   schema_migrations ignored). Prints a diff and exits non-zero on any mismatch; then
+#   checks that the comparison does fail on a database with one extra index.
 set -euo pipefail
 
 readonly WRANGLER_VERSION="4.164.0"
@@ -63,7 +64,8 @@ cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 
 # wrangler runs under Node 22 (its engines field); workerd comes inside its npm package.
-export PATH="$(dirname "$NODE"):$PATH"
+PATH="$(dirname "$NODE"):$PATH"
+export PATH
 export WRANGLER_SEND_METRICS=false CI=true NO_COLOR=1 FORCE_COLOR=0
 export XDG_CONFIG_HOME="$WORK/config" WRANGLER_LOG_PATH="$WORK/logs"
 
@@ -89,3 +91,15 @@ if ! "$BIN" --config /dev/null --db "$WORK/vaultline.db" migrate >"$WORK/migrate
 fi
 
 "$NODE" --no-warnings "$ROOT/tools/d1check/compare.js" "$WORK/d1-schema.json" "$WORK/vaultline.db" "$ROOT/migrations"
+
+# The comparison must be able to fail: one extra index on vaultline's side is caught.
+cp "$WORK/vaultline.db" "$WORK/tampered.db"
+"$NODE" --no-warnings -e 'const { DatabaseSync } = require("node:sqlite");
+  new DatabaseSync(process.argv[1]).exec("CREATE INDEX d1check_canary ON orgs(id)");' "$WORK/tampered.db"
+if "$NODE" --no-warnings "$ROOT/tools/d1check/compare.js" "$WORK/d1-schema.json" \
+  "$WORK/tampered.db" "$ROOT/migrations" >"$WORK/tampered.log" 2>&1 ||
+  ! grep -q "only in vaultline: index d1check_canary" "$WORK/tampered.log"; then
+  cat "$WORK/tampered.log" >&2
+  die "the comparison did not catch an extra index (output above)"
+fi
+echo "d1check: (and it catches a difference: an extra index fails the comparison)"
