@@ -194,6 +194,12 @@ fn target(
             (dir.to_path_buf(), Some(p.to_path_buf()), "--to")
         }
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(
+            field,
+            format!("{} is a file, not a directory", dir.display()),
+        ));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| {
         Error::invalid(
             field,
