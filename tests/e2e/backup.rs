@@ -80,15 +80,16 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     let srv = Server::start(&env, &[], &[]);
     let c = Arc::new(http_client(&srv.url, &key).await);
 
-    // A writer: a workflow, then a task in it, over and over, noting when each
-    // was acknowledged. Bounded in count and time.
+    // Four writers: a workflow, then a task in it, over and over, each noting
+    // when the server acknowledged it. Bounded in count and time.
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
+    let mut writers = Vec::new();
+    for w in 0..4 {
         let (c, acked, stop) = (c.clone(), acked.clone(), stop.clone());
-        tokio::spawn(async move {
+        writers.push(tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(60);
-            for i in 0..3000 {
+            for i in 0..1000 {
                 if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                     break;
                 }
@@ -100,15 +101,15 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
                 let t = ok(
                     &c,
                     "task",
-                    json!({"action": "create", "title": format!("load {i}"), "workflow_id": wid}),
+                    json!({"action": "create", "title": format!("load {w}/{i}"), "workflow_id": wid}),
                 )
                 .await;
                 let tid = t["task"]["id"].as_str().unwrap().to_string();
                 acked.lock().unwrap().push(("task", tid, Instant::now()));
             }
-        })
-    };
-    while acked.lock().unwrap().len() < 40 {
+        }));
+    }
+    while acked.lock().unwrap().len() < 400 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -138,7 +139,9 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
 
     let acked = acked.lock().unwrap().clone();
     let before: Vec<&Acked> = acked.iter().filter(|a| a.2 < started).collect();
@@ -198,10 +201,15 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
         report["tables"]["workflows"].as_i64().unwrap(),
         report["tables"]["tasks"].as_i64().unwrap(),
     );
-    // One snapshot: a task is always created after its workflow, never before.
+    // One snapshot: each writer creates a task after its workflow, so at most
+    // one workflow per writer is without its task.
     assert!(
-        restored_tasks == restored_wf || restored_tasks + 1 == restored_wf,
+        restored_tasks <= restored_wf && restored_wf - restored_tasks <= 4,
         "{restored_wf} workflows, {restored_tasks} tasks"
+    );
+    assert!(
+        during > 0,
+        "the server kept taking writes during the backup"
     );
     eprintln!(
         "{} writes acknowledged before the backup, {during} during it, all {} present",
