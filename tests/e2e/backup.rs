@@ -232,7 +232,7 @@ async fn restore_is_refused_under_a_server_and_for_bad_copies_and_keeps_the_repl
             .log
             .lock()
             .unwrap()
-            .contains("another vaultline server is serving this database too"),
+            .contains("another vaultline process has this database open too"),
         "{}",
         second.log.lock().unwrap()
     );
@@ -248,7 +248,7 @@ async fn restore_is_refused_under_a_server_and_for_bad_copies_and_keeps_the_repl
     let (ok_, _, err) = run(&env.db(), &["restore", copy.to_str().unwrap()], &[]);
     assert!(!ok_);
     assert!(
-        err.contains("server is running") && err.contains("vaultline.db.lock"),
+        err.contains("server or command is using") && err.contains("vaultline.db.lock"),
         "{err}"
     );
     assert!(
@@ -461,7 +461,7 @@ async fn the_schedule_backs_up_once_across_processes_and_health_shows_it() {
         let h = ok(&c, "health", json!({"action": "status"})).await;
         assert_eq!(h["backup"], json!({"schedule": "off"}), "{h}");
         let r = call(&c, "health", json!({"action": "status"})).await;
-        assert!(text(&r).contains("no backup yet"), "{}", text(&r));
+        assert!(text(&r).contains("last backup: never"), "{}", text(&r));
         c.cancel().await.ok();
     }
     let vars = [
@@ -503,7 +503,7 @@ async fn the_schedule_backs_up_once_across_processes_and_health_shows_it() {
         "{h}"
     );
     let r = call(&c, "health", json!({"action": "status"})).await;
-    assert!(text(&r).contains("last backup 0h00m ago"), "{}", text(&r));
+    assert!(text(&r).contains("last backup: 0h00m ago"), "{}", text(&r));
     c.cancel().await.ok();
     drop((a, b));
 
