@@ -9,8 +9,9 @@
 //! in-process schedule (`backup.every_hours` or `backup.daily_utc`) takes the
 //! `backup` lease row so several processes on one file back it up once per period.
 //!
-//! `restore` refuses while any server holds the database: every `serve` holds a
-//! shared lock on `<db>.lock` for its lifetime and `restore` needs it exclusive.
+//! `restore` refuses while any server holds the database: every `serve` (and
+//! every other command that opens it) holds a shared lock on `<db>.lock` for its
+//! lifetime and `restore` needs it exclusive.
 //! It checks a private copy of the file first, keeps the replaced database (with
 //! its `-wal`/`-shm`) as `<db>.replaced-<time>`, then renames the copy in. Nothing
 //! here names rusqlite: the SQLite side lives in `store::backup`.
@@ -194,6 +195,12 @@ fn target(
             (dir.to_path_buf(), Some(p.to_path_buf()), "--to")
         }
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(
+            field,
+            format!("{} is a file, not a directory", dir.display()),
+        ));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| {
         Error::invalid(
             field,
@@ -453,21 +460,21 @@ fn lock_file(db: &Path) -> Result<(File, PathBuf)> {
     Ok((f, path))
 }
 
-/// Held by `serve` for its lifetime: a shared lock on `<db>.lock`. Several
-/// servers may share one file (scheduled work is leased); a restore may not
-/// run under any of them.
-pub struct ServeLock {
+/// Held by `serve` (and every command that opens the database) for its
+/// lifetime: a shared lock on `<db>.lock`. Several servers may share one file
+/// (scheduled work is leased); a restore may not run under any of them.
+pub struct SharedLock {
     _file: File,
-    /// Another server already held the file when this one started.
+    /// Another process already held the file when this one started.
     pub shared_with_another: bool,
 }
 
-/// Takes the serve lock; refuses while a restore holds the file.
-pub fn lock_for_serve(db: &Path) -> Result<ServeLock> {
+/// Takes the shared lock; refuses while a restore holds the file.
+pub fn lock_shared(db: &Path) -> Result<SharedLock> {
     let (f, path) = lock_file(db)?;
     let busy = |_| {
         Error::Conflict(format!(
-            "{} is being restored (`vaultline restore` holds {}); start the server when it has finished",
+            "{} is being restored (`vaultline restore` holds {}); try again when it has finished",
             db.display(),
             path.display()
         ))
@@ -485,7 +492,7 @@ pub fn lock_for_serve(db: &Path) -> Result<ServeLock> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Ok(ServeLock {
+    Ok(SharedLock {
         _file: f,
         shared_with_another: !alone,
     })
@@ -499,7 +506,7 @@ pub fn restore(db: &Path, from: &Path, latest: u32, now: DateTime<Utc>) -> Resul
     let (lock, lock_path) = lock_file(db)?;
     lock.try_lock().map_err(|_| {
         Error::Conflict(format!(
-            "a vaultline server is running on {} (it holds {}); stop it first (e.g. `systemctl stop vaultline`), then restore",
+            "a vaultline server or command is using {} (it holds {}); stop it first (e.g. `systemctl stop vaultline`), then restore",
             db.display(),
             lock_path.display()
         ))
@@ -724,14 +731,14 @@ mod tests {
     fn serve_locks_share_and_restore_is_refused_under_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("v.db");
-        let a = lock_for_serve(&db).unwrap();
+        let a = lock_shared(&db).unwrap();
         assert!(!a.shared_with_another);
-        let b = lock_for_serve(&db).unwrap();
+        let b = lock_shared(&db).unwrap();
         assert!(b.shared_with_another, "a second server shares the file");
         let copy = dir.path().join("copy.db");
         std::fs::write(&copy, "whatever").unwrap();
         let err = restore(&db, &copy, 7, Utc::now()).unwrap_err().to_string();
-        assert!(err.contains("server is running"), "{err}");
+        assert!(err.contains("server or command is using"), "{err}");
         drop((a, b));
         // Without servers the restore gets as far as checking the copy.
         let err = restore(&db, &copy, 7, Utc::now()).unwrap_err().to_string();

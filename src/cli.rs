@@ -250,6 +250,19 @@ fn shutdown_on_signals(ct: CancellationToken) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(&cli)?;
     init_logging(&cfg);
+    // Every command that opens the database holds a shared lock on `<db>.lock`
+    // until it exits, so `restore` (which takes it exclusively) never swaps the
+    // file under a server or a command, and neither starts during a restore.
+    let lock = match &cli.command {
+        Command::Restore { .. } => None,
+        Command::Serve(s) if s.conformance_fixtures => None,
+        _ => Some(crate::backup::lock_shared(&cfg.db_path)?),
+    };
+    if let (Command::Serve(_), Some(l)) = (&cli.command, &lock)
+        && l.shared_with_another
+    {
+        tracing::info!(db = %cfg.db_path.display(), "another vaultline process has this database open too (scheduled work is shared through leases)");
+    }
     match cli.command {
         Command::Serve(args) => serve(cfg, args).await,
         Command::Keys(cmd) => keys(cfg, cmd).await,
@@ -325,11 +338,6 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
             .context("--conformance-fixtures needs --http ADDR")?;
         return crate::transport::fixtures::serve_fixtures(addr, ct).await;
     }
-    // Held until the server exits: `restore` refuses while any server holds it.
-    let lock = crate::backup::lock_for_serve(&cfg.db_path)?;
-    if lock.shared_with_another {
-        tracing::info!(db = %cfg.db_path.display(), "another vaultline server is serving this database too; scheduled work is shared through leases");
-    }
     let app = App::new(cfg)?;
     app.spawn_probe(ct.clone());
     app.meter.spawn(ct.clone());
@@ -351,7 +359,6 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     // units and drains what is queued.
     app.meter.flush_runs().await;
     app.store.shutdown();
-    drop(lock);
     result
 }
 

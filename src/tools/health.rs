@@ -144,8 +144,8 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
                 .and_then(crate::clock::parse_time)
                 .map(|t| (app.clock.now() - t).num_seconds().max(0));
             let backup_text = match age_s {
-                Some(a) => format!("last backup {}h{:02}m ago", a / 3600, a / 60 % 60),
-                None => "no backup yet".into(),
+                Some(a) => format!("last backup: {}h{:02}m ago", a / 3600, a / 60 % 60),
+                None => "last backup: never".into(),
             };
             let text = format!(
                 "{status}: vaultline {VERSION}, schema v{}/{}, up {uptime}s, {sessions} sessions, {backup_text}",
@@ -201,7 +201,7 @@ mod tests {
         );
         assert_eq!(out.structured["backup"]["schedule"], "off");
         assert!(out.structured["backup"].get("last_ok_at").is_none());
-        assert!(out.text.contains("no backup yet"), "{}", out.text);
+        assert!(out.text.contains("last backup: never"), "{}", out.text);
         let err = call_as(&app, &viewer, "health", json!({"action": "canary"}))
             .await
             .unwrap_err();
