@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -523,7 +523,7 @@ fn check_addr(
 
 /// Where one hop may connect: the name to pin (none for an IP literal, which
 /// needs no resolution) and the checked addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Pinned {
     name: Option<String>,
     addrs: Vec<SocketAddr>,
@@ -619,10 +619,18 @@ impl reqwest::dns::Resolve for NoDns {
     }
 }
 
-/// The module HTTP client. Cheap to share (`Arc` inside); hold one per server.
+/// How many pinned reqwest clients a [`Client`] keeps; past this the cache
+/// starts over. A client is keyed by its pinned name and addresses, so reusing
+/// one (and its idle connections) never reaches an address that was not checked.
+const CACHED_CLIENTS: usize = 64;
+
+/// The module HTTP client. Cheap to clone (`Arc`s inside); hold one per server.
 #[derive(Clone)]
 pub struct Client {
     resolver: Arc<dyn Resolver>,
+    /// Building a reqwest client loads the platform's TLS roots (tens of
+    /// milliseconds), so hop clients are kept per pinned destination.
+    clients: Arc<Mutex<HashMap<Pinned, reqwest::Client>>>,
 }
 
 impl fmt::Debug for Client {
@@ -633,7 +641,34 @@ impl fmt::Debug for Client {
 
 impl Client {
     pub fn new(resolver: Arc<dyn Resolver>) -> Client {
-        Client { resolver }
+        Client {
+            resolver,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The reqwest client pinned to `pinned`: cached, or built off the async
+    /// workers (it reads certificate files).
+    async fn client_for(&self, pinned: &Pinned, url: &Url) -> Result<reqwest::Client, NetError> {
+        let cached = lock(&self.clients).get(pinned).cloned();
+        if let Some(client) = cached {
+            return Ok(client);
+        }
+        let key = pinned.clone();
+        let built = tokio::task::spawn_blocking(move || pinned_client(&key))
+            .await
+            .map_err(|_| "the client builder stopped".to_string())
+            .and_then(|r| r.map_err(|e| innermost(&e)));
+        let client = built.map_err(|detail| NetError::Connect {
+            host: authority(url),
+            detail: format!("could not set up the HTTP client: {detail}"),
+        })?;
+        let mut clients = lock(&self.clients);
+        if clients.len() >= CACHED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(pinned.clone(), client.clone());
+        Ok(client)
     }
 
     /// Sends `req` under `policy`: checks, resolves, pins, follows allowed
@@ -662,7 +697,8 @@ impl Client {
         let mut redirects = 0u8;
         loop {
             let pinned = self.admit(policy, &url).await?;
-            let resp = hop(&pinned, &url, &method, &headers, body.clone()).await?;
+            let client = self.client_for(&pinned, &url).await?;
+            let resp = hop(&client, &url, &method, &headers, body.clone()).await?;
             let status = resp.status().as_u16();
             let location = match (status, resp.headers().get(LOCATION)) {
                 (301 | 302 | 303 | 307 | 308, Some(loc)) => loc,
@@ -771,27 +807,37 @@ fn without_credentials(headers: HeaderMap, secrets: &[String]) -> HeaderMap {
     kept
 }
 
-/// One request to one pinned host, without following redirects.
-async fn hop(
-    pinned: &Pinned,
-    url: &Url,
-    method: &reqwest::Method,
-    headers: &HeaderMap,
-    body: Option<Vec<u8>>,
-) -> Result<reqwest::Response, NetError> {
+/// A reqwest client that can reach only `pinned`: its one name override is the
+/// checked addresses, every other name fails to resolve, no proxy, no redirects.
+fn pinned_client(pinned: &Pinned) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .referer(false)
+        .pool_max_idle_per_host(4)
+        .pool_idle_timeout(Duration::from_secs(30))
         .user_agent(concat!("vaultline-module/", env!("CARGO_PKG_VERSION")))
         .dns_resolver(Arc::new(NoDns));
     if let Some(name) = &pinned.name {
         builder = builder.resolve_to_addrs(name, &pinned.addrs);
     }
-    let client = builder.build().map_err(|e| NetError::Connect {
-        host: authority(url),
-        detail: format!("could not set up the HTTP client: {}", innermost(&e)),
-    })?;
+    builder.build()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map is only ever inserted into or cleared whole; a panic elsewhere
+    // cannot leave it inconsistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One request to one pinned host, without following redirects.
+async fn hop(
+    client: &reqwest::Client,
+    url: &Url,
+    method: &reqwest::Method,
+    headers: &HeaderMap,
+    body: Option<Vec<u8>>,
+) -> Result<reqwest::Response, NetError> {
     let mut request = client
         .request(method.clone(), url.clone())
         .headers(headers.clone());
@@ -1036,6 +1082,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status, 404);
+        // Both calls went through one pinned client (and its pooled connection).
+        assert_eq!(lock(&c.clients).len(), 1);
     }
 
     #[tokio::test]
