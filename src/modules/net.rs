@@ -1218,6 +1218,21 @@ mod tests {
                 "module network policy: redirect to https://evil.test refused; that host is not among the hosts the module declares"
             );
         }
+        // Each hop is resolved and checked again: a declared name that resolves
+        // to a private address is refused after a redirect too.
+        let (c2, lookups) = client(&[("internal.test", &["10.0.0.5"])]);
+        let mut p2 = p.clone();
+        p2.hosts.push(rule("internal.test", Some(port), false));
+        let url = format!("http://127.0.0.1:{port}/redirect?to=http://internal.test:{port}/ok");
+        let e = c2.send(&p2, get_req(url)).await.unwrap_err();
+        assert_eq!(
+            e,
+            NetError::PrivateAddress {
+                host: "internal.test".into(),
+                addr: "10.0.0.5".parse().unwrap()
+            }
+        );
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
         // A redirect to a declared host over a refused scheme.
         let url = format!("http://127.0.0.1:{port}/redirect?to=ftp://127.0.0.1:{port}/");
         let e = c.send(&p, get_req(url)).await.unwrap_err();
