@@ -18,7 +18,9 @@
 //! every hop, the last byte) under the request's timeout.
 //!
 //! Errors ([`NetError`]) name the host or the limit and never carry a header
-//! value; every string in them is scrubbed of the request's `secrets`. This module
+//! value; every string in them, and the response's body and header values, are
+//! scrubbed of the request's `secrets` (an upstream echoing a key cannot make a
+//! tool return it). This module
 //! never logs a URL, a header value or a body, never retries, and knows nothing of
 //! manifests, credentials or metering.
 
@@ -158,7 +160,8 @@ impl fmt::Debug for Request {
     }
 }
 
-/// The final answer (after redirects): any status, non-2xx included.
+/// The final answer (after redirects): any status, non-2xx included. The
+/// request's secrets are scrubbed from its body and header values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
@@ -169,6 +172,24 @@ pub struct Response {
 }
 
 impl Response {
+    /// The response with the request's secrets replaced by `***` in its body
+    /// and header values: an upstream that echoes a credential cannot make a
+    /// module tool return it.
+    fn scrubbed(self, secrets: &[String]) -> Response {
+        if !secrets.iter().any(|s| !s.is_empty()) {
+            return self;
+        }
+        Response {
+            status: self.status,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(n, v)| (n, scrub(&v, secrets)))
+                .collect(),
+            body: scrub_bytes(self.body, secrets),
+        }
+    }
+
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -266,18 +287,37 @@ impl NetError {
 /// Replaces every occurrence of each non-empty secret in `text` with `***`,
 /// ignoring ASCII case (a URL's host comes back lower-cased).
 pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let needle = secret.to_ascii_lowercase();
-        // ASCII lower-casing keeps byte offsets, so positions found in the
-        // lowered copy are positions in `out`.
-        let mut lowered = out.to_ascii_lowercase();
-        while let Some(at) = lowered.find(&needle) {
-            out.replace_range(at..at + needle.len(), "***");
-            lowered.replace_range(at..at + needle.len(), "***");
-        }
+    if !secrets.iter().any(|s| !s.is_empty()) {
+        return text.to_string();
     }
-    out
+    // A match starts and ends on character boundaries (the secret is UTF-8
+    // and its non-ASCII bytes match exactly), so the result is still UTF-8.
+    String::from_utf8_lossy(&scrub_bytes(text.as_bytes().to_vec(), secrets)).into_owned()
+}
+
+/// [`scrub`] over bytes: a response body or header value.
+pub fn scrub_bytes(mut bytes: Vec<u8>, secrets: &[String]) -> Vec<u8> {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let needle = secret.as_bytes();
+        let hit =
+            |at: &[u8]| at.len() >= needle.len() && at[..needle.len()].eq_ignore_ascii_case(needle);
+        if !(0..bytes.len()).any(|i| hit(&bytes[i..])) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if hit(&bytes[i..]) {
+                out.extend_from_slice(b"***");
+                i += needle.len();
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        bytes = out;
+    }
+    bytes
 }
 
 // ---- addresses ----
@@ -683,7 +723,10 @@ impl Client {
                 ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
             }),
         };
-        outcome.map_err(|e| e.scrubbed(&secrets))
+        match outcome {
+            Ok(resp) => Ok(resp.scrubbed(&secrets)),
+            Err(e) => Err(e.scrubbed(&secrets)),
+        }
     }
 
     async fn exchange(&self, policy: &Policy, req: Request) -> Result<Response, NetError> {
@@ -953,11 +996,22 @@ mod tests {
             .route(
                 "/echo",
                 any(|m: Method, h: AxHeaders, body: String| async move {
-                    let auth = h
+                    // Reversed, so the scrubbing of echoed secrets leaves it readable.
+                    let auth: String = h
                         .get(header::AUTHORIZATION)
-                        .map_or("none", |v| v.to_str().unwrap_or("?"))
-                        .to_string();
+                        .map_or("enon", |v| v.to_str().unwrap_or("?"))
+                        .chars()
+                        .rev()
+                        .collect();
                     format!("{m} auth={auth} body={body}")
+                }),
+            )
+            .route(
+                "/mirror",
+                get(|h: AxHeaders| async move {
+                    let auth = h.get(header::AUTHORIZATION).unwrap().clone();
+                    let text = format!("{{\"seen\":\"{}\"}}", auth.to_str().unwrap());
+                    ([("x-seen", auth)], text)
                 }),
             )
             .route("/big", get(|| async { "x".repeat(1000) }))
@@ -1301,13 +1355,15 @@ mod tests {
         };
         let via =
             |code: u16, to: &str| format!("http://127.0.0.1:{port}/redirect?code={code}&to={to}");
+        // The server saw exactly the credential (it answers it reversed).
+        let sent: String = format!("Bearer {TOKEN}").chars().rev().collect();
         let same = format!("http://127.0.0.1:{port}/echo");
         let other = format!("http://localhost:{port}/echo");
         let cases = [
-            (307, &same, format!("POST auth=Bearer {TOKEN} body=payload")),
-            (308, &same, format!("POST auth=Bearer {TOKEN} body=payload")),
-            (303, &same, format!("GET auth=Bearer {TOKEN} body=")),
-            (302, &same, format!("GET auth=Bearer {TOKEN} body=")),
+            (307, &same, format!("POST auth={sent} body=payload")),
+            (308, &same, format!("POST auth={sent} body=payload")),
+            (303, &same, format!("GET auth={sent} body=")),
+            (302, &same, format!("GET auth={sent} body=")),
             // Another origin gets neither the credential nor (for 303) the body.
             (307, &other, "POST auth=none body=payload".to_string()),
             (303, &other, "GET auth=none body=".to_string()),
@@ -1524,6 +1580,23 @@ mod tests {
             with_secret(format!("http://127.0.0.1:{port}/?k={TOKEN}"))
         );
         assert!(!dbg.contains(TOKEN), "{dbg}");
+    }
+
+    #[tokio::test]
+    async fn a_secret_echoed_by_the_upstream_is_scrubbed_from_the_response() {
+        let port = server().await;
+        let (c, _) = client(&[]);
+        let p = policy(vec![rule("127.0.0.1", Some(port), false)]);
+        let req = Request {
+            headers: vec![("Authorization".into(), format!("Bearer {TOKEN}"))],
+            secrets: vec![TOKEN.into()],
+            ..get_req(format!("http://127.0.0.1:{port}/mirror"))
+        };
+        let r = c.send(&p, req).await.unwrap();
+        assert_eq!(text(&r), r#"{"seen":"Bearer ***"}"#);
+        assert_eq!(r.header("x-seen"), Some("Bearer ***"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["seen"], "Bearer ***", "still JSON");
     }
 
     #[tokio::test]
