@@ -9,6 +9,7 @@
 
 mod alerts;
 mod checkpoints;
+mod import;
 mod keys;
 mod ledger;
 mod metering;
