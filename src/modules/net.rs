@@ -864,13 +864,15 @@ impl Client {
         if scheme == "http" && !ips.iter().all(|ip| classify(*ip) == AddrClass::Loopback) {
             return Err(refuse_scheme());
         }
-        Ok(Pinned {
-            name,
-            addrs: ips
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, port))
-                .collect(),
-        })
+        let mut addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        // One order per address set (IPv4 first), so a round-robin answer
+        // reuses its cached client.
+        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
+        addrs.dedup();
+        Ok(Pinned { name, addrs })
     }
 }
 
@@ -1179,6 +1181,25 @@ mod tests {
         assert_eq!(r.status, 404);
         // Both calls went through one pinned client (and its pooled connection).
         assert_eq!(lock(&c.clients).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_round_robin_answer_pins_one_address_set() {
+        let (c, _) = client(&[("rr.test", &["::1", "127.0.0.2", "127.0.0.1", "127.0.0.2"])]);
+        let p = policy(vec![rule("rr.test", Some(8080), true)]);
+        let url = Url::parse("http://rr.test:8080/").unwrap();
+        let pinned = c.admit(&p, &url).await.unwrap();
+        let want: Vec<SocketAddr> = ["127.0.0.1:8080", "127.0.0.2:8080", "[::1]:8080"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(
+            pinned,
+            Pinned {
+                name: Some("rr.test".into()),
+                addrs: want
+            }
+        );
     }
 
     #[tokio::test]
