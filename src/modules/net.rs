@@ -1795,6 +1795,21 @@ mod tests {
             assert!(e.to_string().contains(want), "{e} should contain {want}");
             assert!(!e.is_policy_violation());
         }
+        // A declared host nobody listens on: a connection failure naming the host.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let p2 = policy(vec![rule("127.0.0.1", Some(port), false)]);
+        let e = c
+            .send(&p2, get_req(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, NetError::Connect { host, .. } if *host == format!("127.0.0.1:{port}")),
+            "{e}"
+        );
+        assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+        assert!(!e.is_policy_violation());
         // A name that does not resolve.
         let e = c
             .send(&p, get_req("https://api.example.com/"))
