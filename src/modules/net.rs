@@ -671,6 +671,8 @@ pub struct Client {
     /// Building a reqwest client loads the platform's TLS roots (tens of
     /// milliseconds), so hop clients are kept per pinned destination.
     clients: Arc<Mutex<HashMap<Pinned, reqwest::Client>>>,
+    /// CA certificates trusted beside the platform's roots.
+    extra_roots: Arc<Vec<reqwest::Certificate>>,
 }
 
 impl fmt::Debug for Client {
@@ -684,7 +686,39 @@ impl Client {
         Client {
             resolver,
             clients: Arc::new(Mutex::new(HashMap::new())),
+            extra_roots: Arc::new(Vec::new()),
         }
+    }
+
+    /// The same client also trusting these CA certificates (DER) beside the
+    /// platform's roots: an operator's private CA for internal APIs, or a test CA.
+    /// Host names are verified against them as against any root.
+    pub fn with_extra_roots(self, ders: &[Vec<u8>]) -> Result<Client, NetError> {
+        let roots = ders
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                reqwest::Certificate::from_der(der).map_err(|_| NetError::BadRequest {
+                    reason: format!("extra root certificate {i} is not a DER certificate"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The certificates are parsed when a client is built: fail here, once,
+        // rather than on every call.
+        reqwest::Client::builder()
+            .tls_certs_merge(roots.iter().cloned())
+            .build()
+            .map_err(|e| NetError::BadRequest {
+                reason: format!(
+                    "the extra root certificates are not usable: {}",
+                    innermost(&e)
+                ),
+            })?;
+        Ok(Client {
+            resolver: self.resolver,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+            extra_roots: Arc::new(roots),
+        })
     }
 
     /// The reqwest client pinned to `pinned`: cached, or built off the async
@@ -695,7 +729,8 @@ impl Client {
             return Ok(client);
         }
         let key = pinned.clone();
-        let built = tokio::task::spawn_blocking(move || pinned_client(&key))
+        let roots = self.extra_roots.clone();
+        let built = tokio::task::spawn_blocking(move || pinned_client(&key, &roots))
             .await
             .map_err(|_| "the client builder stopped".to_string())
             .and_then(|r| r.map_err(|e| innermost(&e)));
@@ -829,13 +864,15 @@ impl Client {
         if scheme == "http" && !ips.iter().all(|ip| classify(*ip) == AddrClass::Loopback) {
             return Err(refuse_scheme());
         }
-        Ok(Pinned {
-            name,
-            addrs: ips
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, port))
-                .collect(),
-        })
+        let mut addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        // One order per address set (IPv4 first), so a round-robin answer
+        // reuses its cached client.
+        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
+        addrs.dedup();
+        Ok(Pinned { name, addrs })
     }
 }
 
@@ -852,7 +889,10 @@ fn without_credentials(headers: HeaderMap, secrets: &[String]) -> HeaderMap {
 
 /// A reqwest client that can reach only `pinned`: its one name override is the
 /// checked addresses, every other name fails to resolve, no proxy, no redirects.
-fn pinned_client(pinned: &Pinned) -> reqwest::Result<reqwest::Client> {
+fn pinned_client(
+    pinned: &Pinned,
+    extra_roots: &[reqwest::Certificate],
+) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -861,6 +901,9 @@ fn pinned_client(pinned: &Pinned) -> reqwest::Result<reqwest::Client> {
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent(concat!("vaultline-module/", env!("CARGO_PKG_VERSION")))
         .dns_resolver(Arc::new(NoDns));
+    if !extra_roots.is_empty() {
+        builder = builder.tls_certs_merge(extra_roots.iter().cloned());
+    }
     if let Some(name) = &pinned.name {
         builder = builder.resolve_to_addrs(name, &pinned.addrs);
     }
@@ -1138,6 +1181,25 @@ mod tests {
         assert_eq!(r.status, 404);
         // Both calls went through one pinned client (and its pooled connection).
         assert_eq!(lock(&c.clients).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_round_robin_answer_pins_one_address_set() {
+        let (c, _) = client(&[("rr.test", &["::1", "127.0.0.2", "127.0.0.1", "127.0.0.2"])]);
+        let p = policy(vec![rule("rr.test", Some(8080), true)]);
+        let url = Url::parse("http://rr.test:8080/").unwrap();
+        let pinned = c.admit(&p, &url).await.unwrap();
+        let want: Vec<SocketAddr> = ["127.0.0.1:8080", "127.0.0.2:8080", "[::1]:8080"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(
+            pinned,
+            Pinned {
+                name: Some("rr.test".into()),
+                addrs: want
+            }
+        );
     }
 
     #[tokio::test]
@@ -1495,6 +1557,106 @@ mod tests {
         );
     }
 
+    /// A TLS server on 127.0.0.1:0 with the synthetic certificate for
+    /// `api.tls.test` (fixtures/tls/), answering every request with `ok`.
+    async fn tls_server() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+        let fixture = |name: &str| {
+            std::fs::read(format!(
+                "{}/fixtures/tls/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let cert = rustls::pki_types::CertificateDer::from(fixture("leaf.der"));
+        let key = rustls::pki_types::PrivateKeyDer::try_from(fixture("leaf.key.der")).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A failed handshake (the client refused the certificate) ends here.
+                    let Ok(mut tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer =
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                    let _ = tls.write_all(answer).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn test_ca() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.der")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn https_to_a_pinned_address_verifies_the_host_name() {
+        let port = tls_server().await;
+        let names = [
+            ("api.tls.test", &["127.0.0.1"][..]),
+            ("other.tls.test", &["127.0.0.1"][..]),
+        ];
+        let (plain, _) = client(&names);
+        let c = plain.clone().with_extra_roots(&[test_ca()]).unwrap();
+        let p = policy(vec![
+            rule("api.tls.test", Some(port), true),
+            rule("other.tls.test", Some(port), true),
+        ]);
+        // The connection goes to the checked 127.0.0.1; the certificate is
+        // verified for the name, as without pinning.
+        let r = c
+            .send(&p, get_req(format!("https://api.tls.test:{port}/v1")))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r)), (200, "ok".to_string()));
+        // Same address, a name the certificate does not cover: refused by TLS.
+        let e = c
+            .send(&p, get_req(format!("https://other.tls.test:{port}/v1")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, NetError::Connect { host, .. } if *host == format!("other.tls.test:{port}")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not valid for name"), "{e}");
+        // Without the test CA, the platform's roots do not know the issuer.
+        let e = plain
+            .send(&p, get_req(format!("https://api.tls.test:{port}/v1")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NetError::Connect { .. }), "{e}");
+        assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+        let e = plain
+            .with_extra_roots(&[b"not a certificate".to_vec()])
+            .unwrap_err();
+        assert!(matches!(e, NetError::BadRequest { .. }), "{e}");
+    }
+
     #[tokio::test]
     async fn a_body_over_the_cap_is_too_large() {
         let port = server().await;
@@ -1633,6 +1795,21 @@ mod tests {
             assert!(e.to_string().contains(want), "{e} should contain {want}");
             assert!(!e.is_policy_violation());
         }
+        // A declared host nobody listens on: a connection failure naming the host.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let p2 = policy(vec![rule("127.0.0.1", Some(port), false)]);
+        let e = c
+            .send(&p2, get_req(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, NetError::Connect { host, .. } if *host == format!("127.0.0.1:{port}")),
+            "{e}"
+        );
+        assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+        assert!(!e.is_policy_violation());
         // A name that does not resolve.
         let e = c
             .send(&p, get_req("https://api.example.com/"))
