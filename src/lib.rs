@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod error;
 pub mod metering;
 pub mod metrics;
+pub mod modules;
 pub mod money;
 pub mod providers;
 pub mod quota;
