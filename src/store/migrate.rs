@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0006_task_spend.sql",
         include_str!("../../migrations/0006_task_spend.sql"),
     ),
+    (
+        7,
+        "0007_modules.sql",
+        include_str!("../../migrations/0007_modules.sql"),
+    ),
 ];
 
 /// What start-up found and did.
