@@ -9,4 +9,5 @@
 pub mod bundle;
 pub mod manifest;
 pub mod net;
+pub mod runtime;
 pub mod validate;

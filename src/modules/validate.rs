@@ -43,7 +43,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn failed(problems: Vec<Problem>) -> Report {
+    /// A report of these problems, before any manifest was read.
+    pub fn failed(problems: Vec<Problem>) -> Report {
         Report {
             ok: problems.is_empty(),
             module: None,
@@ -84,7 +85,7 @@ impl Report {
     }
 }
 
-fn problem(
+pub fn problem(
     path: impl Into<String>,
     message: impl Into<String>,
     hint: impl Into<String>,
