@@ -8,5 +8,6 @@ mod common;
 mod execute;
 mod execute_cli;
 mod mcp_surface;
+mod modules;
 mod quota;
 mod surface;
