@@ -743,3 +743,173 @@ async fn lifecycle_over_stdio() {
     assert_eq!(l["modules"][0]["active_version"], "1.0.0");
     c.cancel().await.unwrap();
 }
+
+/// The ladder for generate and prompt tools: one rung on the fake provider.
+async fn ladder_rig() -> (Rig, vaultline_fakeprovider::FakeProvider) {
+    let env = Env::new();
+    env.org("acme");
+    let weather = Weather::start().await;
+    let fake = vaultline_fakeprovider::FakeProvider::start().await.unwrap();
+    let cfg = config(&env);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replacen(
+        "profile = \"test\"\n",
+        &format!(
+            "profile = \"test\"\n[execute]\nbackoff_ms = 10\nheartbeat_secs = 1\n\
+             [[execute.rungs]]\nname = \"cheap\"\nadapter = \"openai\"\nprovider = \"deepseek\"\n\
+             model = \"deepseek-chat\"\nbase_url = \"{}\"\ntimeout_secs = 30\nmax_output_tokens = 4000\n",
+            fake.openai_base()
+        ),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let srv = Server::start(&env, &[], &["--config", cfg.to_str().unwrap()]);
+    let admin = http_client(&srv.url, &env.key("acme", "admin")).await;
+    let op_key = env.key("acme", "operator");
+    let op = http_client(&srv.url, &op_key).await;
+    let viewer = http_client(&srv.url, &env.key("acme", "viewer")).await;
+    let key = env.dir.path().join("provider.key");
+    std::fs::write(&key, format!("{}\n", vaultline_fakeprovider::DEFAULT_KEY)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(
+        &admin,
+        "quota",
+        json!({"action": "accounts", "op": "add", "provider": "deepseek", "name": "deepseek-1",
+               "billing_mode": "metered", "secret_ref": format!("file:{}", key.display()),
+               "limit_kind": "requests", "limit": 1000, "window": "day"}),
+    )
+    .await;
+    (
+        Rig {
+            env,
+            weather,
+            srv,
+            admin,
+            op,
+            viewer,
+            op_key,
+        },
+        fake,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_repairs_a_failing_first_answer_and_stops_on_a_repeated_failure() {
+    use vaultline_fakeprovider::Step;
+    let (rig, fake) = ladder_rig().await;
+    let good = manifest(rig.weather.port, "1.0.0", false);
+    let mut bad = good.clone();
+    bad["tools"][0]["http"]["output"]["temperature"] = json!("/current/nowhere");
+    fake.script(
+        "deepseek-chat",
+        vec![
+            Step::answer(&bad.to_string()),
+            Step::answer(&format!("```json\n{good}\n```")),
+        ],
+    );
+    let g = ok(
+        &rig.op,
+        "module",
+        json!({"action": "generate", "description": "current weather and forecasts by city",
+               "api_description": "GET /v1/current/{city} -> {location:{name}, current:{temp, summary, wind:{kph}}}"}),
+    )
+    .await;
+    assert_eq!(g["attempts"].as_array().unwrap().len(), 2, "{g}");
+    assert_eq!(g["attempts"][0]["ok"], false);
+    assert_eq!(g["report"]["ok"], true);
+    let prompts: Vec<String> = fake.requests().into_iter().map(|r| r.prompt).collect();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[0].contains("current weather and forecasts by city"));
+    assert!(
+        prompts[1].contains("/tools/0/http/output/temperature")
+            && prompts[1].contains("resolves to nothing"),
+        "the second attempt is fed the validator's report"
+    );
+    // A draft, never installed.
+    let got = ok(
+        &rig.op,
+        "module",
+        json!({"action": "get", "module": "acme/weather"}),
+    )
+    .await;
+    assert!(got["draft"].is_object(), "{got}");
+    assert!(got["module"].get("active_version").is_none());
+    assert_eq!(got["audit"][0]["action"], "generate");
+    assert!(
+        !tool_names(&rig.op)
+            .await
+            .iter()
+            .any(|n| n.starts_with("acme__"))
+    );
+
+    // The same failure twice: it stops early, nothing stored.
+    let mut other = bad.clone();
+    other["id"] = json!("acme/other");
+    fake.script(
+        "deepseek-chat",
+        vec![
+            Step::answer(&other.to_string()),
+            Step::answer(&other.to_string()),
+            Step::answer(&good.to_string()),
+        ],
+    );
+    let e = fails(
+        &rig.op,
+        "module",
+        json!({"action": "generate", "description": "again"}),
+    )
+    .await;
+    assert!(
+        e.contains("after 2 attempts") && e.contains("same failure"),
+        "{e}"
+    );
+    let e = fails(
+        &rig.op,
+        "module",
+        json!({"action": "get", "module": "acme/other"}),
+    )
+    .await;
+    assert!(e.contains("not found"), "{e}");
+    // A viewer may not generate.
+    let e = fails(
+        &rig.viewer,
+        "module",
+        json!({"action": "generate", "description": "x"}),
+    )
+    .await;
+    assert!(e.contains("needs role operator"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_tool_runs_through_the_ladder_and_its_output_is_checked() {
+    use vaultline_fakeprovider::Step;
+    let (rig, fake) = ladder_rig().await;
+    rig.ship(&manifest(rig.weather.port, "1.0.0", false), true)
+        .await;
+    fake.script(
+        "deepseek-chat",
+        vec![Step::answer(
+            "{\"items\": [\"umbrella\", \"boots\"], \"note\": \"Wet.\"}",
+        )],
+    );
+    let out = ok(
+        &rig.op,
+        "acme__packing_advice",
+        json!({"city": "Oslo", "forecast": "rain all week"}),
+    )
+    .await;
+    assert_eq!(out, json!({"items": ["umbrella", "boots"], "note": "Wet."}));
+    let req = fake.requests().pop().unwrap();
+    assert!(
+        req.prompt
+            .contains("A traveller goes to Oslo. The forecast: rain all week."),
+        "{}",
+        req.prompt
+    );
+    // Metered as a tool call: the run-unit counter of the org carries the tool.
+    let m = metrics_page(&rig.srv.base, &rig.env.key("acme", "admin")).await;
+    assert!(
+        m.contains("acme__packing_advice"),
+        "run units count the module tool"
+    );
+}
