@@ -713,12 +713,16 @@ async fn lifecycle_over_stdio() {
         json!({"action": "draft", "manifest": serde_json::to_string(&m).unwrap()}),
     )
     .await;
-    ok(
+    // Live only when asked: the two http examples call the local API.
+    let v = ok(
         &c,
         "module",
-        json!({"action": "validate", "module": "acme/weather"}),
+        json!({"action": "validate", "module": "acme/weather", "live": true}),
     )
     .await;
+    assert_eq!(v["report"]["ok"], true, "{v}");
+    assert_eq!(v["report"]["live_checked"], 2, "{v}");
+    assert_eq!(weather.hits.load(Ordering::SeqCst), 2);
     ok(
         &c,
         "module",
