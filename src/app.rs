@@ -25,8 +25,18 @@ use crate::tools::Registry;
 /// Something that changed, for resource subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Workflow { org: String, id: String },
-    Checkpoint { org: String, id: String },
+    Workflow {
+        org: String,
+        id: String,
+    },
+    Checkpoint {
+        org: String,
+        id: String,
+    },
+    /// The org's installed module tools changed (install, rollback, uninstall).
+    Tools {
+        org: String,
+    },
 }
 
 pub struct App {
@@ -50,6 +60,8 @@ pub struct App {
     pub quota_candidates: crate::quota::service::CandidateCache,
     /// The dispatch ladder and the runs in flight in this process.
     pub dispatch: Dispatcher,
+    /// Installed modules' tools per org, and the HTTP client they call through.
+    pub modules: crate::modules::runtime::Catalog,
     pub started: Instant,
     /// Live MCP sessions, kept current by the HTTP transport.
     pub sessions: AtomicUsize,
@@ -94,7 +106,9 @@ impl App {
             .map_err(|e| Error::invalid("execute", e))?;
         let ids = Ids::new();
         let dispatch = Dispatcher::new(ladder, format!("{}:{}", std::process::id(), ids.next()))?;
+        let modules = crate::modules::runtime::Catalog::new(&config);
         Ok(Arc::new(App {
+            modules,
             dispatch,
             alerts,
             quota_sessions: Sticky::default(),

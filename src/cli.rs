@@ -1,5 +1,5 @@
-//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`, `quota report`,
-//! `backup`, `restore`, `import`. Parses flags, layers them
+//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `module audit`, `call`,
+//! `quota report`, `backup`, `restore`, `import`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -78,6 +78,9 @@ pub enum Command {
     /// Import vault-mcp's data (a `wrangler d1 export` dump or its `backup` JSON)
     /// into an org, in one transaction; a second import of the same file adds nothing.
     Import(ImportArgs),
+    /// Modules: the lifecycle audit.
+    #[command(subcommand)]
+    Module(ModuleCmd),
     /// Print the append-only audit trail (key and admin actions) as JSON Lines.
     Audit {
         #[arg(long)]
@@ -152,6 +155,21 @@ pub enum KeysCmd {
         /// Grace period in days (default: auth.rotation_grace_days, 7).
         #[arg(long)]
         grace_days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModuleCmd {
+    /// Print an org's module audit (draft, validate, promote, install, rollback,
+    /// uninstall: actor, module, version, hash, time) as JSON Lines, oldest first.
+    Audit {
+        #[arg(long)]
+        org: String,
+        /// Only this module (namespace/name).
+        #[arg(long)]
+        module: Option<String>,
+        #[arg(long, default_value_t = 100_000)]
+        limit: u32,
     },
 }
 
@@ -307,6 +325,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.text());
+            }
+            Ok(())
+        }
+        Command::Module(ModuleCmd::Audit { org, module, limit }) => {
+            let app = App::new(cfg)?;
+            let rows = app
+                .store
+                .module_audit_list(&org, module.as_deref(), limit)
+                .await;
+            app.store.shutdown();
+            for r in rows? {
+                println!("{}", serde_json::to_string(&r)?);
             }
             Ok(())
         }

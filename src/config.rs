@@ -39,6 +39,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// The dispatch ladder and how `execute` runs it.
     pub execute: ExecuteConfig,
+    /// Modules: credentials their tools may use, and their run-time limits.
+    pub modules: ModulesConfig,
     /// Fixed clock for tests (RFC 3339), honoured only with `profile = "test"`.
     pub test_clock: Option<String>,
 }
@@ -299,7 +301,36 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             backup: BackupConfig::default(),
             execute: ExecuteConfig::default(),
+            modules: ModulesConfig::default(),
             test_clock: None,
+        }
+    }
+}
+
+/// Modules (tools added at run time).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModulesConfig {
+    /// Where each credential a module names lives, by `"<org>/<NAME>"`: an
+    /// `env:VAR` or `file:/path` reference (the file readable by the owner only).
+    /// The secret itself is never stored, returned or logged.
+    pub credentials: std::collections::BTreeMap<String, String>,
+    /// Test profile only: fixed name resolution (`"api.weather.test" = "127.0.0.1"`),
+    /// so tests can prove the private-address refusal without a network.
+    pub resolve: std::collections::BTreeMap<String, String>,
+    /// How long a prompt tool waits for the ladder's answer.
+    pub prompt_wait_secs: u64,
+    /// Attempts of `module generate`'s repair loop (at most 10).
+    pub generate_tries: u32,
+}
+
+impl Default for ModulesConfig {
+    fn default() -> Self {
+        ModulesConfig {
+            credentials: Default::default(),
+            resolve: Default::default(),
+            prompt_wait_secs: 60,
+            generate_tries: 10,
         }
     }
 }
@@ -764,6 +795,27 @@ impl Config {
             return Err(ConfigError(
                 "http.max_body_bytes must be at least 1024".into(),
             ));
+        }
+        if !(1..=10).contains(&self.modules.generate_tries) {
+            return Err(ConfigError(
+                "modules.generate_tries must be between 1 and 10".into(),
+            ));
+        }
+        for (k, v) in &self.modules.credentials {
+            if k.split_once('/').is_none() {
+                return Err(ConfigError(format!(
+                    "modules.credentials: key {k:?} must be \"<org>/<NAME>\""
+                )));
+            }
+            crate::quota::secret::SecretRef::parse(v)
+                .map_err(|e| ConfigError(format!("modules.credentials.\"{k}\": {e}")))?;
+        }
+        for (host, ip) in &self.modules.resolve {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError(format!(
+                    "modules.resolve.\"{host}\": {ip:?} is not an IP address"
+                )));
+            }
         }
         if self.checkpoints.chunk_chars < 200 {
             return Err(ConfigError(

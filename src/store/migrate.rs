@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0008_import.sql",
         include_str!("../../migrations/0008_import.sql"),
     ),
+    (
+        9,
+        "0009_modules.sql",
+        include_str!("../../migrations/0009_modules.sql"),
+    ),
 ];
 
 /// What start-up found and did.

@@ -15,6 +15,7 @@ mod keys;
 mod ledger;
 mod metering;
 mod migrate;
+mod modules;
 mod quota;
 mod runs;
 mod tasks;
@@ -37,6 +38,7 @@ pub use keys::*;
 pub use ledger::BillingAccount;
 pub use metering::*;
 pub use migrate::{MIGRATIONS, MigrationStatus};
+pub use modules::{ActiveModule, ModuleAudit, ModuleDraft, ModuleRow, ModuleVersion, NewVersion};
 pub use quota::{AccountUpdate, ManualUsage, NewAccount, ObserveSpan, Rotation};
 pub use runs::{Finish, NewAttempt, NewRun, Started};
 #[allow(unused_imports)]

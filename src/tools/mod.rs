@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod compat;
 pub mod execute;
 pub mod health;
+pub mod module;
 pub mod quota;
 pub mod task;
 pub mod workflow;
@@ -38,6 +39,7 @@ pub const KNOWN_TOOLSETS: &[&str] = &[
     "billing",
     "quota",
     "health",
+    "module",
     "compat",
 ];
 
@@ -84,6 +86,7 @@ pub enum ToolId {
     Billing,
     Quota,
     Execute,
+    Module,
     /// vault-mcp's old tool names, mapped onto the new tools.
     Compat(compat::Old),
 }
@@ -185,7 +188,7 @@ impl Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 7] = [
+        let core: [(ToolId, &'static ToolSpec); 8] = [
             (ToolId::Workflow, &workflow::SPEC),
             (ToolId::Task, &task::SPEC),
             (ToolId::Execute, &execute::SPEC),
@@ -193,6 +196,7 @@ impl Registry {
             (ToolId::Billing, &billing::SPEC),
             (ToolId::Quota, &quota::SPEC),
             (ToolId::Health, &health::SPEC),
+            (ToolId::Module, &module::SPEC),
         ];
         for (id, spec) in core {
             if wanted(spec.name) {
@@ -477,7 +481,12 @@ pub fn parse<T: DeserializeOwned>(args: Value) -> Result<T> {
 
 /// The access rule every call passes: refused in read-only mode when it
 /// writes, then refused below `needed`. `what` names the action in the error.
-fn allowed(what: &str, read_only_write: bool, needed: Role, p: &Principal) -> Result<()> {
+pub(crate) fn allowed(
+    what: &str,
+    read_only_write: bool,
+    needed: Role,
+    p: &Principal,
+) -> Result<()> {
     if read_only_write {
         return Err(Error::ReadOnly(what.to_string()));
     }
@@ -513,6 +522,7 @@ pub async fn dispatch(ctx: &CallCtx, r: Resolved) -> Result<ToolOutput> {
         ToolId::Billing => billing::call(ctx, action, r.args).await,
         ToolId::Quota => quota::call(ctx, action, r.args).await,
         ToolId::Execute => execute::call(ctx, action, r.args).await,
+        ToolId::Module => module::call(ctx, action, r.args).await,
         ToolId::Compat(old) => compat::call(ctx, old, r.args).await,
     }
 }

@@ -34,6 +34,8 @@ pub struct SessionState {
     pub subscriptions: Arc<super::surface::Subscriptions>,
     /// The level the client asked for with `logging/setLevel` (lowercase name).
     pub log_level: Mutex<Option<String>>,
+    /// Whether this session already forwards tool-list changes of its org.
+    pub tools_forwarding: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -144,6 +146,118 @@ impl Handler {
     }
 }
 
+/// An installed module's tool as rmcp lists it.
+fn module_tool(t: &crate::modules::runtime::LiveTool) -> Tool {
+    let a = &t.decl.annotations;
+    let mut ann = ToolAnnotations::new()
+        .read_only(a.read_only_hint.unwrap_or(false))
+        .destructive(a.destructive_hint.unwrap_or(false))
+        .idempotent(a.idempotent_hint.unwrap_or(false))
+        .open_world(a.open_world_hint.unwrap_or(true));
+    if let Some(title) = &a.title {
+        ann.title = Some(title.clone());
+    }
+    Tool::new(
+        t.exposed.clone(),
+        t.decl.description.clone(),
+        Arc::new(as_object(t.decl.input_schema.clone())),
+    )
+    .with_raw_output_schema(Arc::new(as_object(t.decl.output_schema.clone())))
+    .with_annotations(ann)
+}
+
+impl Handler {
+    /// Sends `notifications/tools/list_changed` to this session whenever its
+    /// org's installed tools change; started once per session, ends with it.
+    fn forward_tool_changes(&self, org: &str, peer: rmcp::Peer<RoleServer>) {
+        use std::sync::atomic::Ordering;
+        if self.session.tools_forwarding.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut rx = self.app.changes.subscribe();
+        let org = org.to_string();
+        let session = self.session.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(crate::app::Change::Tools { org: o }) if o == org => {
+                        if peer.notify_tool_list_changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            session.tools_forwarding.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Runs an installed module's tool: strict input, run, checked output,
+    /// metered as a tool call (run units; billed when config prices it).
+    async fn call_module_tool(
+        &self,
+        tool: &crate::modules::runtime::LiveTool,
+        args: Option<JsonObject>,
+        principal: Principal,
+        ctx: &RequestContext<RoleServer>,
+        started: Instant,
+    ) -> CallToolResult {
+        let mut args = args.unwrap_or_default();
+        args.retain(|_, v| !v.is_null());
+        let (org, key_id) = (principal.org.clone(), principal.key_id.clone());
+        let call = CallCtx {
+            app: self.app.clone(),
+            principal,
+            ct: ctx.ct.clone(),
+            progress: None,
+            person: None,
+        };
+        let out = tools::module::call_installed(&call, tool, Value::Object(args)).await;
+        let secs = started.elapsed().as_secs_f64();
+        self.app
+            .meter
+            .count_run(&org, &key_id, &tool.exposed, out.is_ok());
+        match out {
+            Ok(out) => {
+                self.app.metrics.tool_call("module_tool", "", "ok", secs);
+                let mut r = CallToolResult::success(vec![ContentBlock::text(out.text)]);
+                r.structured_content = Some(out.structured);
+                if self.app.meter.tool_price(&tool.exposed).is_some() {
+                    match self
+                        .app
+                        .meter
+                        .charge_tool(&org, &key_id, &tool.exposed)
+                        .await
+                    {
+                        Ok(Some(receipt)) => {
+                            let mut m = serde_json::Map::new();
+                            m.insert(
+                                "vaultline/charge".into(),
+                                serde_json::to_value(&receipt).unwrap_or_default(),
+                            );
+                            r.meta = Some(rmcp::model::MetaObject(m));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, tool = %tool.exposed, "could not bill a priced module tool call")
+                        }
+                    }
+                }
+                r
+            }
+            Err(e) => {
+                let outcome = match e {
+                    crate::error::Error::Internal(_) => "error",
+                    _ => "refused",
+                };
+                self.app.metrics.tool_call("module_tool", "", outcome, secs);
+                errors::tool_error(&tool.exposed, None, &e)
+            }
+        }
+    }
+}
+
 impl ServerHandler for Handler {
     fn get_info(&self) -> ServerConfig {
         #[allow(deprecated)]
@@ -155,6 +269,7 @@ impl ServerHandler for Handler {
             .enable_resources()
             .enable_resources_subscribe()
             .enable_tools()
+            .enable_tool_list_changed()
             .build();
         ServerConfig::new(caps)
             .with_server_info(Implementation::new("vaultline", crate::app::VERSION))
@@ -180,9 +295,27 @@ impl ServerHandler for Handler {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+        let mut tools = self.tools.as_ref().clone();
+        // Installed modules' tools, for the caller's org only.
+        if let Some(p) = self.principal(&ctx) {
+            match self.app.modules.for_org(&self.app, &p.org).await {
+                Ok(installed) => {
+                    let read_only = self.app.config.tools.read_only;
+                    tools.extend(
+                        installed
+                            .tools
+                            .iter()
+                            .filter(|t| !read_only || t.read_only())
+                            .map(|t| module_tool(t)),
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list module tools"),
+            }
+            self.forward_tool_changes(&p.org, ctx.peer.clone());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -193,6 +326,12 @@ impl ServerHandler for Handler {
         let principal = self.require_principal(&ctx)?;
         let started = Instant::now();
         let name = request.name.to_string();
+        // Only module tools are named namespace__name; keep their arguments.
+        let module_args = if name.contains("__") {
+            request.arguments.clone()
+        } else {
+            None
+        };
         let resolved = match self
             .app
             .registry
@@ -200,10 +339,23 @@ impl ServerHandler for Handler {
         {
             Ok(r) => r,
             Err(Ok(unknown)) => {
-                self.app
-                    .metrics
-                    .tool_call("unknown", "", "unknown_tool", 0.0);
-                return Err(errors::unknown_tool(&unknown.0));
+                let installed = match self.app.modules.for_org(&self.app, &principal.org).await {
+                    Ok(t) => t.find(&unknown.0),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not load module tools");
+                        None
+                    }
+                };
+                let Some(tool) = installed else {
+                    self.app
+                        .metrics
+                        .tool_call("unknown", "", "unknown_tool", 0.0);
+                    return Err(errors::unknown_tool(&unknown.0));
+                };
+                return Ok(self
+                    .call_module_tool(&tool, module_args, principal, &ctx, started)
+                    .await
+                    .into());
             }
             Err(Err(e)) => {
                 self.app.metrics.tool_call(

@@ -59,6 +59,8 @@ pub fn change_uris(change: &Change) -> (String, Vec<String>) {
                 CHECKPOINT_LATEST.to_string(),
             ],
         ),
+        // Tool-list changes are no resource: the handler sends list_changed.
+        Change::Tools { org } => (org.clone(), Vec::new()),
     }
 }
 

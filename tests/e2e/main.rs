@@ -10,6 +10,7 @@ mod execute;
 mod execute_cli;
 mod import;
 mod mcp_surface;
+mod modules;
 mod quota;
 mod rest;
 mod surface;
