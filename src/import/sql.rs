@@ -40,7 +40,7 @@ pub struct DumpTable {
     pub rows: Vec<DumpRow>,
 }
 
-/// What a dump holds: tables by name (as written, case kept) and whether it
+/// What a dump holds: tables by name (lower case) and whether it
 /// looked like a D1 export (a `PRAGMA defer_foreign_keys` or a `d1_migrations` table).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dump {
@@ -499,7 +499,9 @@ fn create(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
                     .any(|k| t.is_word(k));
                 if !constraint {
                     match &t.tok {
-                        Tok::Word(w) | Tok::Quoted(w) | Tok::Str(w) => columns.push(w.clone()),
+                        Tok::Word(w) | Tok::Quoted(w) | Tok::Str(w) => {
+                            columns.push(w.to_lowercase())
+                        }
                         _ => {
                             return err(
                                 t.line,
@@ -511,7 +513,8 @@ fn create(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
             }
         }
     }
-    let table = dump.tables.entry(name).or_default();
+    // SQLite names are case-insensitive: tables and columns are kept in lower case.
+    let table = dump.tables.entry(name.to_lowercase()).or_default();
     table.columns = columns;
     Ok(())
 }
@@ -531,7 +534,7 @@ fn insert(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
     if c.eat_punct('(') {
         let mut list = Vec::new();
         loop {
-            list.push(c.name()?);
+            list.push(c.name()?.to_lowercase());
             if c.eat_punct(')') {
                 break;
             }
@@ -549,7 +552,7 @@ fn insert(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
             ),
         );
     }
-    let table = dump.tables.entry(name.clone()).or_default();
+    let table = dump.tables.entry(name.to_lowercase()).or_default();
     let columns = match cols {
         Some(list) => list,
         // SQLite's own table: the dump never creates it.
@@ -807,6 +810,17 @@ INSERT INTO \"cb\" VALUES('daily','2026-11-03',1.5);";
             vec!["period_type", "period_key", "total_cost_usd"]
         );
         assert_eq!(dump.tables["cb"].rows[0].values[2].1, SqlValue::Real(1.5));
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        let d =
+            "CREATE TABLE \"Tasks\" (ID TEXT, Status TEXT);\nINSERT INTO tasks VALUES('a','open');";
+        let dump = parse(d).unwrap();
+        assert_eq!(
+            dump.tables["tasks"].rows[0].values,
+            vec![("id".into(), t("a")), ("status".into(), t("open"))]
+        );
     }
 
     #[test]
