@@ -8,6 +8,7 @@
 //! - `import` — `vaultline import` of vault-mcp's D1 dump or backup JSON.
 //! - `auth` — roles, principals, API keys, rate limits.
 //! - `store` — the only importer of rusqlite: typed verbs over one SQLite file.
+//! - `backup` — online backup, retention, the backup schedule, restore.
 //! - `app`, `config`, `clock`, `error`, `metrics`, `alerts` — shared plumbing.
 //!
 //! See `docs/ARCHITECTURE.md` for the invariants.
@@ -15,6 +16,7 @@
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod checkpoints;
 pub mod cli;
 pub mod clock;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod import;
 pub mod metering;
 pub mod metrics;
+pub mod modules;
 pub mod money;
 pub mod providers;
 pub mod quota;

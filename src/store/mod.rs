@@ -8,6 +8,7 @@
 //! org it acts in; no statement here reads or writes across orgs.
 
 mod alerts;
+pub mod backup;
 mod checkpoints;
 mod import;
 mod keys;
@@ -29,6 +30,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use alerts::{AlertRecord, Lease};
+pub use backup::{BackupRecord, Snapshot};
 #[allow(unused_imports)] // filled in as the tools land
 pub use checkpoints::*;
 pub use keys::*;

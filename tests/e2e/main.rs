@@ -2,6 +2,7 @@
 //! Streamable HTTP and stdio. One test binary, so the suite links once.
 
 mod access;
+mod backup;
 mod bad_input;
 mod billing;
 mod common;
@@ -10,4 +11,5 @@ mod execute_cli;
 mod import;
 mod mcp_surface;
 mod quota;
+mod rest;
 mod surface;
