@@ -239,7 +239,13 @@ impl<'a> Lexer<'a> {
                         }
                     }
                 }
-                c if c.is_ascii_digit() || c == '.' => {
+                c if c.is_ascii_digit()
+                    || (c == '.' && {
+                        let mut ahead = self.chars.clone();
+                        ahead.next();
+                        ahead.peek().is_some_and(char::is_ascii_digit)
+                    }) =>
+                {
                     let mut n = String::new();
                     while let Some(&d) = self.chars.peek() {
                         let exp_sign = (d == '-' || d == '+') && n.ends_with(['e', 'E']);
@@ -810,6 +816,14 @@ INSERT INTO \"cb\" VALUES('daily','2026-11-03',1.5);";
             vec!["period_type", "period_key", "total_cost_usd"]
         );
         assert_eq!(dump.tables["cb"].rows[0].values[2].1, SqlValue::Real(1.5));
+    }
+
+    #[test]
+    fn schema_qualified_names_and_leading_dot_numbers() {
+        let d = "CREATE TABLE main.t (a, b);\nINSERT INTO \"main\".\"t\" VALUES(.5, -1e-3);";
+        let r = rows(d, "t");
+        assert_eq!(r[0][0].1, SqlValue::Real(0.5));
+        assert_eq!(r[0][1].1, SqlValue::Real(-0.001));
     }
 
     #[test]
