@@ -307,6 +307,20 @@ async fn backup_json_imports_kv_tasks_and_meets_the_dump_as_already_present() {
     assert_eq!(t["occurred_at"], "2026-11-01T18:00:00.000Z");
     let w = ok(&c, "workflow", json!({"action": "get", "workflow_id": T1})).await;
     assert_eq!(w["workflow"]["cost_nanos"], 300_000_000);
+
+    // An import while the server is serving the same file: the server sees it.
+    let r = import_json(
+        &env.db(),
+        &[&fixture("bad/unknown-table.sql"), "--org", "acme"],
+    );
+    assert_eq!(r["imported"], 1);
+    let w = ok(
+        &c,
+        "workflow",
+        json!({"action": "get", "workflow_id": "01JCQAUNK0000000000000000T"}),
+    )
+    .await;
+    assert_eq!(w["workflow"]["title"], "Tidy the handlers");
 }
 
 #[tokio::test]
