@@ -617,6 +617,26 @@ mod tests {
     }
 
     #[test]
+    fn transcripts_are_redacted_in_the_row_and_the_record() {
+        let secret = "sk-ant-abcdefghijklmnopqrstuvwxyz0123";
+        let p = plan_of(vec![row(
+            "transcripts",
+            "line 2",
+            json!({"id": "X", "session_date": "2026-11-03", "role": "user",
+                   "content": format!("my key is {secret} ok"), "created_at": "2026-11-03T10:00:00Z"}),
+        )])
+        .unwrap();
+        let Target::Transcript(t) = &p.rows[0].target else {
+            panic!()
+        };
+        assert!(!t.content.contains(secret), "{}", t.content);
+        assert!(t.content.starts_with("my key is ") && t.content.ends_with(" ok"));
+        assert!(!p.rows[0].record.contains(secret));
+        assert_eq!(t.conversation_id, "vault-mcp-X");
+        assert_eq!(t.turn_number, 0);
+    }
+
+    #[test]
     fn checkpoint_sections_are_read() {
         let md = "# Recovery Checkpoint\nGenerated: x\n\n## Objective\nShip the importer\n\n## Blockers\n- ⛔ D1 is slow\n\n## Recent Actions\n- ✅ wrote the parser\n- ✅ wrote tests\n";
         let (o, b, a) = sections(md);

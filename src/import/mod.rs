@@ -240,16 +240,16 @@ pub enum Target {
 impl Target {
     /// Where the row lands, for the report.
     pub fn lands_in(&self) -> &'static str {
-        match self {
-            Target::Workflow(_) => "workflows + tasks",
-            Target::HumanTask(_) => "tasks (human)",
-            Target::Stage(_) => "stages + usage_records (self-reported)",
+        lands_in(match self {
+            Target::Workflow(_) => "tasks",
+            Target::HumanTask(_) => "kv_tasks",
+            Target::Stage(_) => "stages",
             Target::Decision(_) => "decisions",
             Target::Checkpoint(_) => "checkpoints",
             Target::Transcript(_) => "transcripts",
-            Target::ToolCall { .. } => "import_records + run_units",
-            Target::RecordOnly => "import_records",
-        }
+            Target::ToolCall { .. } => "tool_calls",
+            Target::RecordOnly => "model_stats",
+        })
     }
 }
 
@@ -291,6 +291,20 @@ pub enum Outcome {
     Imported,
     AlreadyPresent,
     Skipped(String),
+}
+
+/// Where a table's rows land, for the report.
+fn lands_in(table: &str) -> &'static str {
+    match table {
+        "tasks" => "workflows + tasks",
+        "kv_tasks" => "tasks (human)",
+        "stages" => "stages + usage_records (self-reported)",
+        "decisions" => "decisions",
+        "checkpoints" => "checkpoints",
+        "transcripts" => "transcripts",
+        "tool_calls" => "import_records + run_units",
+        _ => "import_records",
+    }
 }
 
 /// The report of one table.
@@ -527,6 +541,7 @@ pub fn report(
         .map(|t| TableReport {
             table: (*t).to_string(),
             rows: plan.counts[t],
+            lands_in: lands_in(t).into(),
             skipped: plan.skipped.get(t).cloned().unwrap_or_default(),
             ..Default::default()
         })
@@ -535,7 +550,6 @@ pub fn report(
         let Some(t) = tables.iter_mut().find(|t| t.table == row.table) else {
             continue;
         };
-        t.lands_in = row.target.lands_in().into();
         match outcome {
             Outcome::Imported => t.imported += 1,
             Outcome::AlreadyPresent => t.already_present += 1,

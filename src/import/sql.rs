@@ -40,7 +40,7 @@ pub struct DumpTable {
     pub rows: Vec<DumpRow>,
 }
 
-/// What a dump holds: tables by name (as written, case kept) and whether it
+/// What a dump holds: tables by name (lower case) and whether it
 /// looked like a D1 export (a `PRAGMA defer_foreign_keys` or a `d1_migrations` table).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dump {
@@ -239,7 +239,13 @@ impl<'a> Lexer<'a> {
                         }
                     }
                 }
-                c if c.is_ascii_digit() || c == '.' => {
+                c if c.is_ascii_digit()
+                    || (c == '.' && {
+                        let mut ahead = self.chars.clone();
+                        ahead.next();
+                        ahead.peek().is_some_and(char::is_ascii_digit)
+                    }) =>
+                {
                     let mut n = String::new();
                     while let Some(&d) = self.chars.peek() {
                         let exp_sign = (d == '-' || d == '+') && n.ends_with(['e', 'E']);
@@ -499,7 +505,9 @@ fn create(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
                     .any(|k| t.is_word(k));
                 if !constraint {
                     match &t.tok {
-                        Tok::Word(w) | Tok::Quoted(w) | Tok::Str(w) => columns.push(w.clone()),
+                        Tok::Word(w) | Tok::Quoted(w) | Tok::Str(w) => {
+                            columns.push(w.to_lowercase())
+                        }
                         _ => {
                             return err(
                                 t.line,
@@ -511,7 +519,8 @@ fn create(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
             }
         }
     }
-    let table = dump.tables.entry(name).or_default();
+    // SQLite names are case-insensitive: tables and columns are kept in lower case.
+    let table = dump.tables.entry(name.to_lowercase()).or_default();
     table.columns = columns;
     Ok(())
 }
@@ -531,7 +540,7 @@ fn insert(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
     if c.eat_punct('(') {
         let mut list = Vec::new();
         loop {
-            list.push(c.name()?);
+            list.push(c.name()?.to_lowercase());
             if c.eat_punct(')') {
                 break;
             }
@@ -549,7 +558,7 @@ fn insert(c: &mut Cur<'_>, dump: &mut Dump) -> PResult<()> {
             ),
         );
     }
-    let table = dump.tables.entry(name.clone()).or_default();
+    let table = dump.tables.entry(name.to_lowercase()).or_default();
     let columns = match cols {
         Some(list) => list,
         // SQLite's own table: the dump never creates it.
@@ -807,6 +816,25 @@ INSERT INTO \"cb\" VALUES('daily','2026-11-03',1.5);";
             vec!["period_type", "period_key", "total_cost_usd"]
         );
         assert_eq!(dump.tables["cb"].rows[0].values[2].1, SqlValue::Real(1.5));
+    }
+
+    #[test]
+    fn schema_qualified_names_and_leading_dot_numbers() {
+        let d = "CREATE TABLE main.t (a, b);\nINSERT INTO \"main\".\"t\" VALUES(.5, -1e-3);";
+        let r = rows(d, "t");
+        assert_eq!(r[0][0].1, SqlValue::Real(0.5));
+        assert_eq!(r[0][1].1, SqlValue::Real(-0.001));
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        let d =
+            "CREATE TABLE \"Tasks\" (ID TEXT, Status TEXT);\nINSERT INTO tasks VALUES('a','open');";
+        let dump = parse(d).unwrap();
+        assert_eq!(
+            dump.tables["tasks"].rows[0].values,
+            vec![("id".into(), t("a")), ("status".into(), t("open"))]
+        );
     }
 
     #[test]

@@ -53,22 +53,6 @@ impl Store {
         })
         .await
     }
-
-    /// Import records of an org (table, id, hash), for tests and audits.
-    pub async fn import_records(&self, org: &str) -> Result<Vec<(String, String, String)>> {
-        let o = org.to_string();
-        self.read_cancellable(None, move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT source_table, source_id, content_sha256 FROM import_records
-                 WHERE org_id = ?1 ORDER BY source_table, source_id",
-            )?;
-            let rows = st
-                .query_map([&o], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-        .await
-    }
 }
 
 fn one(c: &Connection, org: &str, row: &PlanRow, now: &str) -> Result<Outcome> {

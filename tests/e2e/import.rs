@@ -232,6 +232,36 @@ async fn d1_dump_imports_once_and_reads_back_over_mcp() {
     )
     .await;
     assert_eq!(hits["results"][0]["kind"], "transcript");
+
+    // Stage costs are self-reported spend in their own day's usage, never billed;
+    // tool calls are run units in their own hour.
+    let range = |group: &str| {
+        json!({"action": "usage", "from": "2026-11-01T00:00:00Z", "to": "2026-11-30T00:00:00Z",
+               "bucket": "day", "group_by": group})
+    };
+    let u = ok(&c, "billing", range("model")).await;
+    let usage = &u["usage"];
+    assert_eq!(usage["total_cost_nanos"], 300_123_457, "{usage}");
+    assert_eq!(usage["total_billed_nanos"], 0);
+    let on = |rows: &Value, day: &str, group: &str| -> Value {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["bucket"].as_str().unwrap().starts_with(day) && r["group"] == group)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {group} on {day} in {rows}"))
+    };
+    assert_eq!(
+        on(&usage["rows"], "2026-11-03", "vault-mcp/gpt-5.3-codex")["cost_nanos"],
+        200_000_000
+    );
+    let b = ok(&c, "billing", json!({"action": "balance"})).await;
+    assert_eq!(b["balance"]["nanos"], 0, "nothing imported is billed");
+    let tools = ok(&c, "billing", range("tool")).await;
+    assert_eq!(
+        on(&tools["usage"]["rows"], "2026-11-03", "workflow")["calls"],
+        2
+    );
 }
 
 #[tokio::test]
@@ -277,6 +307,20 @@ async fn backup_json_imports_kv_tasks_and_meets_the_dump_as_already_present() {
     assert_eq!(t["occurred_at"], "2026-11-01T18:00:00.000Z");
     let w = ok(&c, "workflow", json!({"action": "get", "workflow_id": T1})).await;
     assert_eq!(w["workflow"]["cost_nanos"], 300_000_000);
+
+    // An import while the server is serving the same file: the server sees it.
+    let r = import_json(
+        &env.db(),
+        &[&fixture("bad/unknown-table.sql"), "--org", "acme"],
+    );
+    assert_eq!(r["imported"], 1);
+    let w = ok(
+        &c,
+        "workflow",
+        json!({"action": "get", "workflow_id": "01JCQAUNK0000000000000000T"}),
+    )
+    .await;
+    assert_eq!(w["workflow"]["title"], "Tidy the handlers");
 }
 
 #[tokio::test]
