@@ -1,5 +1,5 @@
 //! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `call`, `quota report`,
-//! `backup`, `restore`. Parses flags, layers them
+//! `backup`, `restore`, `import`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -75,6 +75,9 @@ pub enum Command {
         /// The backup file to restore.
         path: PathBuf,
     },
+    /// Import vault-mcp's data (a `wrangler d1 export` dump or its `backup` JSON)
+    /// into an org, in one transaction; a second import of the same file adds nothing.
+    Import(ImportArgs),
     /// Print the append-only audit trail (key and admin actions) as JSON Lines.
     Audit {
         #[arg(long)]
@@ -83,6 +86,23 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file: a `wrangler d1 export` SQL dump or a vault-mcp backup JSON document.
+    pub path: PathBuf,
+    #[arg(long)]
+    pub org: String,
+    /// Print the report without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// auto (by the first character), d1 or backup.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "d1", "backup"])]
+    pub format: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -276,6 +296,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Quota(cmd) => quota(cfg, cmd).await,
+        Command::Import(args) => {
+            let app = App::new(cfg)?;
+            let format =
+                crate::import::Format::parse(&args.format).unwrap_or(crate::import::Format::Auto);
+            let r = crate::import::run(&app, &args.path, &args.org, format, args.dry_run).await;
+            app.store.shutdown();
+            let report = r?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(())
+        }
         Command::Audit { org, limit } => {
             let app = App::new(cfg)?;
             let rows = app.store.audit_list(org.as_deref(), limit).await;

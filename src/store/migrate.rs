@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0007_backups.sql",
         include_str!("../../migrations/0007_backups.sql"),
     ),
+    (
+        8,
+        "0008_import.sql",
+        include_str!("../../migrations/0008_import.sql"),
+    ),
 ];
 
 /// What start-up found and did.

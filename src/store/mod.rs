@@ -10,6 +10,7 @@
 mod alerts;
 pub mod backup;
 mod checkpoints;
+mod import;
 mod keys;
 mod ledger;
 mod metering;

@@ -8,6 +8,8 @@ mod billing;
 mod common;
 mod execute;
 mod execute_cli;
+mod import;
 mod mcp_surface;
 mod quota;
+mod rest;
 mod surface;
