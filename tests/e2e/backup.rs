@@ -391,6 +391,10 @@ async fn an_unwritable_backup_path_fails_clearly_and_leaves_nothing() {
             "`backup.dir`",
         ),
     ];
+    let nowhere = env.dir.path().join("typo.db");
+    let (ok_, _, err) = run(&nowhere, &["backup"], &[]);
+    assert!(!ok_ && err.contains("no database at"), "{err}");
+    assert!(!nowhere.exists(), "no empty database was made");
     for (args, vars, want) in cases {
         let mut all = vec!["backup"];
         all.extend(args.iter().map(String::as_str));
