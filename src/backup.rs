@@ -739,6 +739,12 @@ mod tests {
         let err = restore(&db, &copy, 7, Utc::now()).unwrap_err().to_string();
         assert!(err.contains("server or command is using"), "{err}");
         drop((a, b));
+        // While a restore holds the file, nothing that opens it starts.
+        let (held, _) = lock_file(&db).unwrap();
+        held.try_lock().unwrap();
+        let err = lock_shared(&db).err().unwrap().to_string();
+        assert!(err.contains("is being restored"), "{err}");
+        drop(held);
         // Without servers the restore gets as far as checking the copy.
         let err = restore(&db, &copy, 7, Utc::now()).unwrap_err().to_string();
         assert!(err.contains("not an SQLite database"), "{err}");
