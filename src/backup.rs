@@ -12,8 +12,9 @@
 //! `restore` refuses while any server holds the database: every `serve` (and
 //! every other command that opens it) holds a shared lock on `<db>.lock` for its
 //! lifetime and `restore` needs it exclusive.
-//! It checks a private copy of the file first, keeps the replaced database (with
-//! its `-wal`/`-shm`) as `<db>.replaced-<time>`, then renames the copy in. Nothing
+//! It checks a private copy of the file first, keeps the replaced database as it
+//! is (with its `-wal`/`-shm` renamed alongside) as `<db>.replaced-<time>`, then
+//! renames the copy in. Nothing
 //! here names rusqlite: the SQLite side lives in `store::backup`.
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ use crate::app::App;
 use crate::clock::fmt_time;
 use crate::config::BackupConfig;
 use crate::error::{Error, Result};
-use crate::store::backup::{check_copy, copy_snapshot, settle_for_move};
+use crate::store::backup::{check_copy, copy_snapshot};
 use crate::store::{BackupRecord, Snapshot, Store};
 
 /// The lease row the schedule takes.
@@ -561,12 +562,10 @@ pub fn restore(db: &Path, from: &Path, latest: u32, now: DateTime<Utc>) -> Resul
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::Internal(format!("cannot fsync {}: {e}", tmp.display())))?;
         let replaced = if db.exists() {
-            // Fold the old database's log into its file so it moves whole; a
-            // damaged database (perhaps why it is being restored) moves as it is,
-            // with its -wal and -shm beside it under the new name.
-            if let Err(e) = settle_for_move(db) {
-                tracing::warn!(error = %e, "the replaced database keeps its write-ahead log beside it");
-            }
+            // The old database is never opened (it may be damaged, perhaps why it
+            // is being restored, and a checkpoint would write into it): it moves
+            // as it is, with its -wal and -shm under the matching new names, so
+            // the pair still opens as the database it was.
             let stamp = now.format("%Y%m%dT%H%M%SZ");
             let mut kept = sidecar(db, &format!(".replaced-{stamp}"));
             let mut n = 1;
@@ -740,6 +739,12 @@ mod tests {
         let err = restore(&db, &copy, 7, Utc::now()).unwrap_err().to_string();
         assert!(err.contains("server or command is using"), "{err}");
         drop((a, b));
+        // While a restore holds the file, nothing that opens it starts.
+        let (held, _) = lock_file(&db).unwrap();
+        held.try_lock().unwrap();
+        let err = lock_shared(&db).err().unwrap().to_string();
+        assert!(err.contains("is being restored"), "{err}");
+        drop(held);
         // Without servers the restore gets as far as checking the copy.
         let err = restore(&db, &copy, 7, Utc::now()).unwrap_err().to_string();
         assert!(err.contains("not an SQLite database"), "{err}");

@@ -288,6 +288,13 @@ fn shutdown_on_signals(ct: CancellationToken) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(&cli)?;
     init_logging(&cfg);
+    // A mistyped path would otherwise create, and back up, an empty database.
+    if matches!(cli.command, Command::Backup { .. }) && !cfg.db_path.is_file() {
+        bail!(
+            "no database at {} (check --db or db_path)",
+            cfg.db_path.display()
+        );
+    }
     // Every command that opens the database holds a shared lock on `<db>.lock`
     // until it exits, so `restore` (which takes it exclusively) never swaps the
     // file under a server or a command, and neither starts during a restore.

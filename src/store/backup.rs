@@ -1,8 +1,7 @@
 //! The SQLite side of backup and restore: a consistent copy of a live database
 //! file through SQLite's online backup API, the checks a copy must pass (header,
 //! `PRAGMA integrity_check`, a vaultline schema no newer than this binary, row
-//! counts), settling a database's write-ahead log before its file is moved, and
-//! the `backups` table that records each run.
+//! counts), and the `backups` table that records each run.
 //!
 //! These functions work on whole files, not on an org's rows: a backup copies
 //! every org at once, and the `backups` rows belong to none. They block; callers
@@ -212,22 +211,6 @@ pub fn check_copy(path: &Path, latest: u32, what: &str) -> Result<Snapshot> {
         ));
     }
     Ok(snap)
-}
-
-/// Folds a database's write-ahead log into its main file and leaves it in
-/// rollback journal mode, so the file can be moved alone. Needs the database to
-/// be unused (no server on it).
-pub fn settle_for_move(path: &Path) -> Result<()> {
-    let c = open_existing(path, "database")?;
-    c.busy_timeout(Duration::from_millis(500))?;
-    let mode: String = c.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("delete") {
-        return Err(Error::Internal(format!(
-            "{} stayed in {mode} journal mode",
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 impl Store {

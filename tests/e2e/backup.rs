@@ -391,6 +391,10 @@ async fn an_unwritable_backup_path_fails_clearly_and_leaves_nothing() {
             "`backup.dir`",
         ),
     ];
+    let nowhere = env.dir.path().join("typo.db");
+    let (ok_, _, err) = run(&nowhere, &["backup"], &[]);
+    assert!(!ok_ && err.contains("no database at"), "{err}");
+    assert!(!nowhere.exists(), "no empty database was made");
     for (args, vars, want) in cases {
         let mut all = vec!["backup"];
         all.extend(args.iter().map(String::as_str));
@@ -561,4 +565,34 @@ async fn a_database_newer_than_the_binary_is_refused_with_a_clear_message() {
         );
     }
     assert_eq!(sha(&env.db()), before, "nothing was written");
+}
+
+#[tokio::test]
+async fn restore_replaces_a_damaged_database_and_moves_its_log_aside() {
+    let env = Env::new();
+    env.org("acme");
+    let copy = env.dir.path().join("good.db");
+    backup_ok(&env.db(), &["--to", copy.to_str().unwrap()], &[]);
+    // The live database is wrecked, with a log beside it that must never be
+    // replayed into the restored file.
+    let db = env.db();
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    std::fs::write(&db, vec![0x5Au8; 64 * 1024]).unwrap();
+    let (ok_, _, _) = run(&db, &["orgs", "list"], &[]);
+    assert!(!ok_, "the wrecked database does not open");
+    std::fs::write(&wal, vec![0xC3u8; 8 * 1024]).unwrap();
+
+    let (ok_, out, err) = run(&db, &["restore", copy.to_str().unwrap()], &[]);
+    assert!(ok_, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let replaced = PathBuf::from(r["replaced"].as_str().unwrap());
+    assert_eq!(std::fs::read(&replaced).unwrap(), vec![0x5Au8; 64 * 1024]);
+    assert_eq!(
+        std::fs::read(format!("{}-wal", replaced.display())).unwrap(),
+        vec![0xC3u8; 8 * 1024],
+        "the log moved with its database"
+    );
+    assert!(!wal.exists(), "no foreign log beside the restored database");
+    let orgs = cli(&db, &["orgs", "list"]);
+    assert!(orgs.starts_with("acme"), "{orgs}");
 }
