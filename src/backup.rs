@@ -94,17 +94,23 @@ impl LastBackup {
     }
 }
 
-/// `vaultline-YYYYMMDDTHHMMSSZ.db`, with `-N` added when that name is taken.
+/// `vaultline-YYYYMMDDTHHMMSSZ.db`, or `-N` after it when copies of that second
+/// exist: N is one more than the highest there, never a gap retention left, so
+/// the newest copy always sorts last and is never the one pruned.
 fn free_name(dir: &Path, now: DateTime<Utc>) -> PathBuf {
-    let base = format!("vaultline-{}", now.format("%Y%m%dT%H%M%SZ"));
-    let first = dir.join(format!("{base}.db"));
-    if !first.exists() {
-        return first;
+    let ts = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let highest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| backup_order(&e.file_name().to_string_lossy()))
+        .filter(|(t, _)| *t == ts)
+        .map(|(_, n)| n)
+        .max();
+    match highest {
+        None => dir.join(format!("vaultline-{ts}.db")),
+        Some(n) => dir.join(format!("vaultline-{ts}-{}.db", n + 1)),
     }
-    (1u32..)
-        .map(|n| dir.join(format!("{base}-{n}.db")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
 }
 
 /// The order of a file name written by `free_name`: (time, N); None for any
@@ -723,6 +729,13 @@ mod tests {
                 "vaultline-20261202T051007Z-2.db",
                 "vaultline-latest.db"
             ]
+        );
+        // The name retention freed is not reused: a fourth copy in the same
+        // second must sort after the three before it, or the next prune would
+        // remove the newest copy.
+        assert_eq!(
+            free_name(dir.path(), now).file_name().unwrap(),
+            "vaultline-20261202T051007Z-3.db"
         );
     }
 

@@ -77,7 +77,15 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     let env = Env::new();
     env.org("acme");
     let key = env.key("acme", "operator");
-    let srv = Server::start(&env, &[], &[]);
+    // Four writers as fast as they can go: above the default per-key rate limit.
+    let srv = Server::start(
+        &env,
+        &[
+            ("VAULTLINE_HTTP__RATE_LIMIT_PER_SECOND", "100000"),
+            ("VAULTLINE_HTTP__RATE_LIMIT_BURST", "100000"),
+        ],
+        &[],
+    );
     let c = Arc::new(http_client(&srv.url, &key).await);
 
     // Four writers: a workflow, then a task in it, over and over, each noting
@@ -88,7 +96,7 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     for w in 0..4 {
         let (c, acked, stop) = (c.clone(), acked.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_secs(180);
             for i in 0..1000 {
                 if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                     break;
@@ -109,7 +117,16 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
             }
         }));
     }
-    while acked.lock().unwrap().len() < 400 {
+    // Waits end when the writers do (a failed call panics one), never hang.
+    let waiting = |want: usize, writers: &[tokio::task::JoinHandle<()>]| {
+        let have = acked.lock().unwrap().len();
+        assert!(
+            have >= want || !writers.iter().all(|w| w.is_finished()),
+            "the writers stopped after {have} acknowledged writes (waiting for {want})"
+        );
+        have < want
+    };
+    while waiting(200, &writers) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -135,7 +152,7 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     // A few more writes after it, then stop.
     let n = acked.lock().unwrap().len();
-    while acked.lock().unwrap().len() < n + 10 {
+    while waiting(n + 10, &writers) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
