@@ -67,6 +67,8 @@ pub struct App {
     pub sessions: AtomicUsize,
     /// Did the last store probe answer? Kept current by `spawn_probe`.
     pub store_ok: AtomicBool,
+    /// The last good backup's time, for `health status`.
+    pub last_backup: crate::backup::LastBackup,
 }
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -127,6 +129,7 @@ impl App {
             started: Instant::now(),
             sessions: AtomicUsize::new(0),
             store_ok: AtomicBool::new(true),
+            last_backup: crate::backup::LastBackup::default(),
         }))
     }
 

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `module audit`, `call`, `quota report`. Parses flags, layers them
+//! The command line: `serve`, `keys`, `orgs`, `migrate`, `audit`, `module audit`, `call`,
+//! `quota report`, `backup`, `restore`, `import`. Parses flags, layers them
 //! over the loaded config (the last layer), and runs the command. Start-up code:
 //! `anyhow` is used here and in `main` only.
 
@@ -63,6 +64,23 @@ pub enum Command {
     /// Modules: the lifecycle audit.
     #[command(subcommand)]
     Module(ModuleCmd),
+    /// Take a consistent copy of the database (safe while servers run), verify
+    /// it, prune old copies (backup.keep) and print a JSON report.
+    Backup {
+        /// A new file, or a directory (default: backup.dir, else backups/ beside
+        /// the database).
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Replace the database with a checked backup copy. Refuses while a server
+    /// runs on it; keeps the replaced file as <db>.replaced-<time>.
+    Restore {
+        /// The backup file to restore.
+        path: PathBuf,
+    },
+    /// Import vault-mcp's data (a `wrangler d1 export` dump or its `backup` JSON)
+    /// into an org, in one transaction; a second import of the same file adds nothing.
+    Import(ImportArgs),
     /// Print the append-only audit trail (key and admin actions) as JSON Lines.
     Audit {
         #[arg(long)]
@@ -71,6 +89,23 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file: a `wrangler d1 export` SQL dump or a vault-mcp backup JSON document.
+    pub path: PathBuf,
+    #[arg(long)]
+    pub org: String,
+    /// Print the report without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// auto (by the first character), d1 or backup.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "d1", "backup"])]
+    pub format: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +288,19 @@ fn shutdown_on_signals(ct: CancellationToken) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(&cli)?;
     init_logging(&cfg);
+    // Every command that opens the database holds a shared lock on `<db>.lock`
+    // until it exits, so `restore` (which takes it exclusively) never swaps the
+    // file under a server or a command, and neither starts during a restore.
+    let lock = match &cli.command {
+        Command::Restore { .. } => None,
+        Command::Serve(s) if s.conformance_fixtures => None,
+        _ => Some(crate::backup::lock_shared(&cfg.db_path)?),
+    };
+    if let (Command::Serve(_), Some(l)) = (&cli.command, &lock)
+        && l.shared_with_another
+    {
+        tracing::info!(db = %cfg.db_path.display(), "another vaultline process has this database open too (scheduled work is shared through leases)");
+    }
     match cli.command {
         Command::Serve(args) => serve(cfg, args).await,
         Command::Keys(cmd) => keys(cfg, cmd).await,
@@ -278,6 +326,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Import(args) => {
+            let app = App::new(cfg)?;
+            let format =
+                crate::import::Format::parse(&args.format).unwrap_or(crate::import::Format::Auto);
+            let r = crate::import::run(&app, &args.path, &args.org, format, args.dry_run).await;
+            app.store.shutdown();
+            let report = r?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(())
+        }
         Command::Audit { org, limit } => {
             let app = App::new(cfg)?;
             let rows = app.store.audit_list(org.as_deref(), limit).await;
@@ -285,6 +347,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for r in rows? {
                 println!("{}", serde_json::to_string(&r)?);
             }
+            Ok(())
+        }
+        Command::Backup { to } => {
+            let app = App::new(cfg)?;
+            let key = app.clock.now_text();
+            let r = crate::backup::run(&app, to.as_deref(), "cli", &key).await;
+            let pending = app.alerts.flush(std::time::Duration::from_secs(30)).await;
+            if pending > 0 {
+                eprintln!("{pending} alert webhook deliveries were still pending at exit");
+            }
+            app.store.shutdown();
+            let r = r?;
+            for p in &r.pruned {
+                eprintln!("pruned {p}");
+            }
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+        Command::Restore { path } => {
+            let latest = crate::store::MIGRATIONS.last().map_or(0, |m| m.0);
+            let db = cfg.db_path.clone();
+            let now = chrono::Utc::now();
+            let r = tokio::task::spawn_blocking(move || {
+                crate::backup::restore(&db, &path, latest, now)
+            })
+            .await??;
+            match &r.replaced {
+                Some(old) => eprintln!("restored {}; the replaced database is kept as {old}", r.db),
+                None => eprintln!("restored {}", r.db),
+            }
+            println!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
         Command::Migrate => {
@@ -315,6 +408,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     crate::dispatch::engine::Dispatcher::spawn_reaper(app.clone(), ct.clone());
     // The daily quota audit (when enabled) and the quota gauges of /metrics.
     crate::quota::audit::spawn_schedule(app.clone(), ct.clone());
+    crate::backup::spawn_schedule(app.clone(), ct.clone());
     let result = if args.stdio {
         let org = app.config.stdio.org.clone();
         app.store.ensure_org(&org, &app.clock.now_text()).await?;

@@ -35,6 +35,8 @@ pub struct Config {
     pub billing: BillingConfig,
     pub quota: QuotaConfig,
     pub alerts: AlertsConfig,
+    /// Online backups: where they go, how many are kept, the optional schedule.
+    pub backup: BackupConfig,
     /// The dispatch ladder and how `execute` runs it.
     pub execute: ExecuteConfig,
     /// Modules: credentials their tools may use, and their run-time limits.
@@ -170,6 +172,75 @@ pub struct AlertsConfig {
     pub webhook_retries: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where `vaultline backup` and the schedule write
+    /// `vaultline-YYYYMMDDTHHMMSSZ.db`. Default: `backups/` beside the database.
+    pub dir: Option<PathBuf>,
+    /// How many copies to keep in that directory (newest first); older ones are
+    /// pruned, and only after a good copy. At least 1.
+    pub keep: u32,
+    /// Take a backup every N hours inside `serve` (1..=168). Off by default.
+    pub every_hours: Option<u32>,
+    /// Or once a day at this UTC time, `HH:MM`. Off by default.
+    pub daily_utc: Option<String>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            keep: 7,
+            every_hours: None,
+            daily_utc: None,
+        }
+    }
+}
+
+impl BackupConfig {
+    pub fn dir(&self, db_path: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| {
+            db_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| Path::new("."))
+                .join("backups")
+        })
+    }
+
+    /// The daily time, when set and valid (`validate` has checked it).
+    pub fn daily_time(&self) -> Option<chrono::NaiveTime> {
+        self.daily_utc
+            .as_deref()
+            .and_then(|t| chrono::NaiveTime::parse_from_str(t, "%H:%M").ok())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.keep == 0 {
+            return Err("backup.keep must be at least 1".into());
+        }
+        if let Some(h) = self.every_hours
+            && !(1..=168).contains(&h)
+        {
+            return Err(format!(
+                "backup.every_hours: {h} is out of range (1 to 168)"
+            ));
+        }
+        if let Some(t) = &self.daily_utc
+            && self.daily_time().is_none()
+        {
+            return Err(format!(
+                "backup.daily_utc: {t:?} is not a UTC time HH:MM (e.g. \"03:30\")"
+            ));
+        }
+        if self.every_hours.is_some() && self.daily_utc.is_some() {
+            return Err("backup: set every_hours or daily_utc, not both".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for QuotaConfig {
     fn default() -> Self {
         QuotaConfig {
@@ -228,6 +299,7 @@ impl Default for Config {
             billing: BillingConfig::default(),
             quota: QuotaConfig::default(),
             alerts: AlertsConfig::default(),
+            backup: BackupConfig::default(),
             execute: ExecuteConfig::default(),
             modules: ModulesConfig::default(),
             test_clock: None,
@@ -809,6 +881,7 @@ impl Config {
             ));
         }
         self.execute.validate().map_err(ConfigError)?;
+        self.backup.validate().map_err(ConfigError)?;
         if self.test_clock.is_some() && self.profile != Profile::Test {
             return Err(ConfigError(
                 "test_clock is honoured only with profile = \"test\"".into(),
@@ -897,6 +970,12 @@ mod tests {
         assert!(cfg.audit_enabled());
         assert_eq!(cfg.quota.audit_utc, "02:00");
         assert!(cfg.quota.report_dir().ends_with("vaultline/reports"));
+        assert_eq!(cfg.backup.keep, 7);
+        assert!(cfg.backup.every_hours.is_none() && cfg.backup.daily_utc.is_none());
+        assert_eq!(
+            cfg.backup.dir(Path::new("/srv/vl/vaultline.db")),
+            PathBuf::from("/srv/vl/backups")
+        );
         let test = Config {
             profile: Profile::Test,
             ..Config::default()
@@ -968,6 +1047,21 @@ mod tests {
             jail.create_file("x.toml", "[quota]\nschedule = 1\n")?;
             let err = Config::load(Some(Path::new("x.toml"))).unwrap_err();
             assert!(err.0.contains("schedule"), "{}", err.0);
+            jail.create_file("b.toml", "[backup]\nkeep = 0\n")?;
+            let err = Config::load(Some(Path::new("b.toml"))).unwrap_err();
+            assert!(err.0.contains("backup.keep"), "{}", err.0);
+            jail.create_file("b2.toml", "[backup]\ndaily_utc = \"3am\"\n")?;
+            let err = Config::load(Some(Path::new("b2.toml"))).unwrap_err();
+            assert!(err.0.contains("backup.daily_utc"), "{}", err.0);
+            jail.create_file(
+                "b3.toml",
+                "[backup]\nevery_hours = 6\ndaily_utc = \"03:00\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("b3.toml"))).unwrap_err();
+            assert!(err.0.contains("not both"), "{}", err.0);
+            jail.create_file("b4.toml", "[backup]\nevery_hours = 0\n")?;
+            let err = Config::load(Some(Path::new("b4.toml"))).unwrap_err();
+            assert!(err.0.contains("backup.every_hours"), "{}", err.0);
             jail.create_file("d.toml", "[tools]\ntoolsets = [\"bogus\"]\n")?;
             let err = Config::load(Some(Path::new("d.toml"))).unwrap_err();
             assert!(err.0.contains("bogus"), "{}", err.0);

@@ -86,6 +86,7 @@ fn tools_and_domain_hold_no_sql() {
         "src/tasks",
         "src/checkpoints",
         "src/quota",
+        "src/modules",
     ] {
         for (path, text) in files_under(dir) {
             for sql in ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM"] {
@@ -95,5 +96,18 @@ fn tools_and_domain_hold_no_sql() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn modules_reach_the_network_only_through_net() {
+    for (path, text) in files_under("src/modules") {
+        if path == "src/modules/net.rs" {
+            continue;
+        }
+        assert!(
+            !text.contains("reqwest"),
+            "{path} names reqwest; a module's HTTP goes through src/modules/net.rs"
+        );
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this and nothing else):
 # format, lints, the cargo tests (unit + end-to-end over stdio and HTTP), benchmark
-# smokes (metering, execute), the
+# smokes (metering, execute), the D1 check (migrations/ on wrangler's local D1), the
 # official MCP conformance suite, and the official TypeScript and Python clients.
-# Installs what it needs (Node 22 and npm packages, a Python venv) under .tools-cache/.
+# Installs what it needs (Node 22 and npm packages such as wrangler, a Python venv)
+# under .tools-cache/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,6 +21,11 @@ stages=$((stages + 1))
 
 stage "cargo test"
 cargo test --workspace
+stages=$((stages + 1))
+
+stage "D1 check: migrations/ applied by wrangler's local D1 give vaultline's schema"
+cargo build -q --bin vaultline
+bash tools/d1check/run.sh target/debug/vaultline
 stages=$((stages + 1))
 
 stage "metering benchmark smoke (prints numbers, gates nothing but a crash or a wrong count)"

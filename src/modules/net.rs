@@ -18,14 +18,16 @@
 //! every hop, the last byte) under the request's timeout.
 //!
 //! Errors ([`NetError`]) name the host or the limit and never carry a header
-//! value; every string in them is scrubbed of the request's `secrets`. This module
+//! value; every string in them, and the response's body and header values, are
+//! scrubbed of the request's `secrets` (an upstream echoing a key cannot make a
+//! tool return it). This module
 //! never logs a URL, a header value or a body, never retries, and knows nothing of
 //! manifests, credentials or metering.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -158,7 +160,8 @@ impl fmt::Debug for Request {
     }
 }
 
-/// The final answer (after redirects): any status, non-2xx included.
+/// The final answer (after redirects): any status, non-2xx included. The
+/// request's secrets are scrubbed from its body and header values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
@@ -169,6 +172,24 @@ pub struct Response {
 }
 
 impl Response {
+    /// The response with the request's secrets replaced by `***` in its body
+    /// and header values: an upstream that echoes a credential cannot make a
+    /// module tool return it.
+    fn scrubbed(self, secrets: &[String]) -> Response {
+        if !secrets.iter().any(|s| !s.is_empty()) {
+            return self;
+        }
+        Response {
+            status: self.status,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(n, v)| (n, scrub(&v, secrets)))
+                .collect(),
+            body: scrub_bytes(self.body, secrets),
+        }
+    }
+
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -266,18 +287,37 @@ impl NetError {
 /// Replaces every occurrence of each non-empty secret in `text` with `***`,
 /// ignoring ASCII case (a URL's host comes back lower-cased).
 pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let needle = secret.to_ascii_lowercase();
-        // ASCII lower-casing keeps byte offsets, so positions found in the
-        // lowered copy are positions in `out`.
-        let mut lowered = out.to_ascii_lowercase();
-        while let Some(at) = lowered.find(&needle) {
-            out.replace_range(at..at + needle.len(), "***");
-            lowered.replace_range(at..at + needle.len(), "***");
-        }
+    if !secrets.iter().any(|s| !s.is_empty()) {
+        return text.to_string();
     }
-    out
+    // A match starts and ends on character boundaries (the secret is UTF-8
+    // and its non-ASCII bytes match exactly), so the result is still UTF-8.
+    String::from_utf8_lossy(&scrub_bytes(text.as_bytes().to_vec(), secrets)).into_owned()
+}
+
+/// [`scrub`] over bytes: a response body or header value.
+pub fn scrub_bytes(mut bytes: Vec<u8>, secrets: &[String]) -> Vec<u8> {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let needle = secret.as_bytes();
+        let hit =
+            |at: &[u8]| at.len() >= needle.len() && at[..needle.len()].eq_ignore_ascii_case(needle);
+        if !(0..bytes.len()).any(|i| hit(&bytes[i..])) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if hit(&bytes[i..]) {
+                out.extend_from_slice(b"***");
+                i += needle.len();
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        bytes = out;
+    }
+    bytes
 }
 
 // ---- addresses ----
@@ -523,7 +563,7 @@ fn check_addr(
 
 /// Where one hop may connect: the name to pin (none for an IP literal, which
 /// needs no resolution) and the checked addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Pinned {
     name: Option<String>,
     addrs: Vec<SocketAddr>,
@@ -619,10 +659,20 @@ impl reqwest::dns::Resolve for NoDns {
     }
 }
 
-/// The module HTTP client. Cheap to share (`Arc` inside); hold one per server.
+/// How many pinned reqwest clients a [`Client`] keeps; past this the cache
+/// starts over. A client is keyed by its pinned name and addresses, so reusing
+/// one (and its idle connections) never reaches an address that was not checked.
+const CACHED_CLIENTS: usize = 64;
+
+/// The module HTTP client. Cheap to clone (`Arc`s inside); hold one per server.
 #[derive(Clone)]
 pub struct Client {
     resolver: Arc<dyn Resolver>,
+    /// Building a reqwest client loads the platform's TLS roots (tens of
+    /// milliseconds), so hop clients are kept per pinned destination.
+    clients: Arc<Mutex<HashMap<Pinned, reqwest::Client>>>,
+    /// CA certificates trusted beside the platform's roots.
+    extra_roots: Arc<Vec<reqwest::Certificate>>,
 }
 
 impl fmt::Debug for Client {
@@ -633,7 +683,67 @@ impl fmt::Debug for Client {
 
 impl Client {
     pub fn new(resolver: Arc<dyn Resolver>) -> Client {
-        Client { resolver }
+        Client {
+            resolver,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+            extra_roots: Arc::new(Vec::new()),
+        }
+    }
+
+    /// The same client also trusting these CA certificates (DER) beside the
+    /// platform's roots: an operator's private CA for internal APIs, or a test CA.
+    /// Host names are verified against them as against any root.
+    pub fn with_extra_roots(self, ders: &[Vec<u8>]) -> Result<Client, NetError> {
+        let roots = ders
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                reqwest::Certificate::from_der(der).map_err(|_| NetError::BadRequest {
+                    reason: format!("extra root certificate {i} is not a DER certificate"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The certificates are parsed when a client is built: fail here, once,
+        // rather than on every call.
+        reqwest::Client::builder()
+            .tls_certs_merge(roots.iter().cloned())
+            .build()
+            .map_err(|e| NetError::BadRequest {
+                reason: format!(
+                    "the extra root certificates are not usable: {}",
+                    innermost(&e)
+                ),
+            })?;
+        Ok(Client {
+            resolver: self.resolver,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+            extra_roots: Arc::new(roots),
+        })
+    }
+
+    /// The reqwest client pinned to `pinned`: cached, or built off the async
+    /// workers (it reads certificate files).
+    async fn client_for(&self, pinned: &Pinned, url: &Url) -> Result<reqwest::Client, NetError> {
+        let cached = lock(&self.clients).get(pinned).cloned();
+        if let Some(client) = cached {
+            return Ok(client);
+        }
+        let key = pinned.clone();
+        let roots = self.extra_roots.clone();
+        let built = tokio::task::spawn_blocking(move || pinned_client(&key, &roots))
+            .await
+            .map_err(|_| "the client builder stopped".to_string())
+            .and_then(|r| r.map_err(|e| innermost(&e)));
+        let client = built.map_err(|detail| NetError::Connect {
+            host: authority(url),
+            detail: format!("could not set up the HTTP client: {detail}"),
+        })?;
+        let mut clients = lock(&self.clients);
+        if clients.len() >= CACHED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(pinned.clone(), client.clone());
+        Ok(client)
     }
 
     /// Sends `req` under `policy`: checks, resolves, pins, follows allowed
@@ -648,7 +758,10 @@ impl Client {
                 ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
             }),
         };
-        outcome.map_err(|e| e.scrubbed(&secrets))
+        match outcome {
+            Ok(resp) => Ok(resp.scrubbed(&secrets)),
+            Err(e) => Err(e.scrubbed(&secrets)),
+        }
     }
 
     async fn exchange(&self, policy: &Policy, req: Request) -> Result<Response, NetError> {
@@ -662,7 +775,8 @@ impl Client {
         let mut redirects = 0u8;
         loop {
             let pinned = self.admit(policy, &url).await?;
-            let resp = hop(&pinned, &url, &method, &headers, body.clone()).await?;
+            let client = self.client_for(&pinned, &url).await?;
+            let resp = hop(&client, &url, &method, &headers, body.clone()).await?;
             let status = resp.status().as_u16();
             let location = match (status, resp.headers().get(LOCATION)) {
                 (301 | 302 | 303 | 307 | 308, Some(loc)) => loc,
@@ -750,13 +864,15 @@ impl Client {
         if scheme == "http" && !ips.iter().all(|ip| classify(*ip) == AddrClass::Loopback) {
             return Err(refuse_scheme());
         }
-        Ok(Pinned {
-            name,
-            addrs: ips
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, port))
-                .collect(),
-        })
+        let mut addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        // One order per address set (IPv4 first), so a round-robin answer
+        // reuses its cached client.
+        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
+        addrs.dedup();
+        Ok(Pinned { name, addrs })
     }
 }
 
@@ -771,27 +887,43 @@ fn without_credentials(headers: HeaderMap, secrets: &[String]) -> HeaderMap {
     kept
 }
 
+/// A reqwest client that can reach only `pinned`: its one name override is the
+/// checked addresses, every other name fails to resolve, no proxy, no redirects.
+fn pinned_client(
+    pinned: &Pinned,
+    extra_roots: &[reqwest::Certificate],
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .referer(false)
+        .pool_max_idle_per_host(4)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(concat!("vaultline-module/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(NoDns));
+    if !extra_roots.is_empty() {
+        builder = builder.tls_certs_merge(extra_roots.iter().cloned());
+    }
+    if let Some(name) = &pinned.name {
+        builder = builder.resolve_to_addrs(name, &pinned.addrs);
+    }
+    builder.build()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map is only ever inserted into or cleared whole; a panic elsewhere
+    // cannot leave it inconsistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One request to one pinned host, without following redirects.
 async fn hop(
-    pinned: &Pinned,
+    client: &reqwest::Client,
     url: &Url,
     method: &reqwest::Method,
     headers: &HeaderMap,
     body: Option<Vec<u8>>,
 ) -> Result<reqwest::Response, NetError> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .referer(false)
-        .user_agent(concat!("vaultline-module/", env!("CARGO_PKG_VERSION")))
-        .dns_resolver(Arc::new(NoDns));
-    if let Some(name) = &pinned.name {
-        builder = builder.resolve_to_addrs(name, &pinned.addrs);
-    }
-    let client = builder.build().map_err(|e| NetError::Connect {
-        host: authority(url),
-        detail: format!("could not set up the HTTP client: {}", innermost(&e)),
-    })?;
     let mut request = client
         .request(method.clone(), url.clone())
         .headers(headers.clone());
@@ -907,11 +1039,22 @@ mod tests {
             .route(
                 "/echo",
                 any(|m: Method, h: AxHeaders, body: String| async move {
-                    let auth = h
+                    // Reversed, so the scrubbing of echoed secrets leaves it readable.
+                    let auth: String = h
                         .get(header::AUTHORIZATION)
-                        .map_or("none", |v| v.to_str().unwrap_or("?"))
-                        .to_string();
+                        .map_or("enon", |v| v.to_str().unwrap_or("?"))
+                        .chars()
+                        .rev()
+                        .collect();
                     format!("{m} auth={auth} body={body}")
+                }),
+            )
+            .route(
+                "/mirror",
+                get(|h: AxHeaders| async move {
+                    let auth = h.get(header::AUTHORIZATION).unwrap().clone();
+                    let text = format!("{{\"seen\":\"{}\"}}", auth.to_str().unwrap());
+                    ([("x-seen", auth)], text)
                 }),
             )
             .route("/big", get(|| async { "x".repeat(1000) }))
@@ -1036,6 +1179,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status, 404);
+        // Both calls went through one pinned client (and its pooled connection).
+        assert_eq!(lock(&c.clients).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_round_robin_answer_pins_one_address_set() {
+        let (c, _) = client(&[("rr.test", &["::1", "127.0.0.2", "127.0.0.1", "127.0.0.2"])]);
+        let p = policy(vec![rule("rr.test", Some(8080), true)]);
+        let url = Url::parse("http://rr.test:8080/").unwrap();
+        let pinned = c.admit(&p, &url).await.unwrap();
+        let want: Vec<SocketAddr> = ["127.0.0.1:8080", "127.0.0.2:8080", "[::1]:8080"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(
+            pinned,
+            Pinned {
+                name: Some("rr.test".into()),
+                addrs: want
+            }
+        );
     }
 
     #[tokio::test]
@@ -1170,6 +1334,21 @@ mod tests {
                 "module network policy: redirect to https://evil.test refused; that host is not among the hosts the module declares"
             );
         }
+        // Each hop is resolved and checked again: a declared name that resolves
+        // to a private address is refused after a redirect too.
+        let (c2, lookups) = client(&[("internal.test", &["10.0.0.5"])]);
+        let mut p2 = p.clone();
+        p2.hosts.push(rule("internal.test", Some(port), false));
+        let url = format!("http://127.0.0.1:{port}/redirect?to=http://internal.test:{port}/ok");
+        let e = c2.send(&p2, get_req(url)).await.unwrap_err();
+        assert_eq!(
+            e,
+            NetError::PrivateAddress {
+                host: "internal.test".into(),
+                addr: "10.0.0.5".parse().unwrap()
+            }
+        );
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
         // A redirect to a declared host over a refused scheme.
         let url = format!("http://127.0.0.1:{port}/redirect?to=ftp://127.0.0.1:{port}/");
         let e = c.send(&p, get_req(url)).await.unwrap_err();
@@ -1238,13 +1417,15 @@ mod tests {
         };
         let via =
             |code: u16, to: &str| format!("http://127.0.0.1:{port}/redirect?code={code}&to={to}");
+        // The server saw exactly the credential (it answers it reversed).
+        let sent: String = format!("Bearer {TOKEN}").chars().rev().collect();
         let same = format!("http://127.0.0.1:{port}/echo");
         let other = format!("http://localhost:{port}/echo");
         let cases = [
-            (307, &same, format!("POST auth=Bearer {TOKEN} body=payload")),
-            (308, &same, format!("POST auth=Bearer {TOKEN} body=payload")),
-            (303, &same, format!("GET auth=Bearer {TOKEN} body=")),
-            (302, &same, format!("GET auth=Bearer {TOKEN} body=")),
+            (307, &same, format!("POST auth={sent} body=payload")),
+            (308, &same, format!("POST auth={sent} body=payload")),
+            (303, &same, format!("GET auth={sent} body=")),
+            (302, &same, format!("GET auth={sent} body=")),
             // Another origin gets neither the credential nor (for 303) the body.
             (307, &other, "POST auth=none body=payload".to_string()),
             (303, &other, "GET auth=none body=".to_string()),
@@ -1376,6 +1557,106 @@ mod tests {
         );
     }
 
+    /// A TLS server on 127.0.0.1:0 with the synthetic certificate for
+    /// `api.tls.test` (fixtures/tls/), answering every request with `ok`.
+    async fn tls_server() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+        let fixture = |name: &str| {
+            std::fs::read(format!(
+                "{}/fixtures/tls/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let cert = rustls::pki_types::CertificateDer::from(fixture("leaf.der"));
+        let key = rustls::pki_types::PrivateKeyDer::try_from(fixture("leaf.key.der")).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A failed handshake (the client refused the certificate) ends here.
+                    let Ok(mut tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer =
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                    let _ = tls.write_all(answer).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn test_ca() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.der")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn https_to_a_pinned_address_verifies_the_host_name() {
+        let port = tls_server().await;
+        let names = [
+            ("api.tls.test", &["127.0.0.1"][..]),
+            ("other.tls.test", &["127.0.0.1"][..]),
+        ];
+        let (plain, _) = client(&names);
+        let c = plain.clone().with_extra_roots(&[test_ca()]).unwrap();
+        let p = policy(vec![
+            rule("api.tls.test", Some(port), true),
+            rule("other.tls.test", Some(port), true),
+        ]);
+        // The connection goes to the checked 127.0.0.1; the certificate is
+        // verified for the name, as without pinning.
+        let r = c
+            .send(&p, get_req(format!("https://api.tls.test:{port}/v1")))
+            .await
+            .unwrap();
+        assert_eq!((r.status, text(&r)), (200, "ok".to_string()));
+        // Same address, a name the certificate does not cover: refused by TLS.
+        let e = c
+            .send(&p, get_req(format!("https://other.tls.test:{port}/v1")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, NetError::Connect { host, .. } if *host == format!("other.tls.test:{port}")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not valid for name"), "{e}");
+        // Without the test CA, the platform's roots do not know the issuer.
+        let e = plain
+            .send(&p, get_req(format!("https://api.tls.test:{port}/v1")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NetError::Connect { .. }), "{e}");
+        assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+        let e = plain
+            .with_extra_roots(&[b"not a certificate".to_vec()])
+            .unwrap_err();
+        assert!(matches!(e, NetError::BadRequest { .. }), "{e}");
+    }
+
     #[tokio::test]
     async fn a_body_over_the_cap_is_too_large() {
         let port = server().await;
@@ -1464,6 +1745,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_secret_echoed_by_the_upstream_is_scrubbed_from_the_response() {
+        let port = server().await;
+        let (c, _) = client(&[]);
+        let p = policy(vec![rule("127.0.0.1", Some(port), false)]);
+        let req = Request {
+            headers: vec![("Authorization".into(), format!("Bearer {TOKEN}"))],
+            secrets: vec![TOKEN.into()],
+            ..get_req(format!("http://127.0.0.1:{port}/mirror"))
+        };
+        let r = c.send(&p, req).await.unwrap();
+        assert_eq!(text(&r), r#"{"seen":"Bearer ***"}"#);
+        assert_eq!(r.header("x-seen"), Some("Bearer ***"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["seen"], "Bearer ***", "still JSON");
+    }
+
+    #[tokio::test]
     async fn bad_requests_name_what_is_wrong() {
         let (c, _) = client(&[]);
         let p = policy(vec![rule("api.example.com", None, false)]);
@@ -1497,6 +1795,21 @@ mod tests {
             assert!(e.to_string().contains(want), "{e} should contain {want}");
             assert!(!e.is_policy_violation());
         }
+        // A declared host nobody listens on: a connection failure naming the host.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let p2 = policy(vec![rule("127.0.0.1", Some(port), false)]);
+        let e = c
+            .send(&p2, get_req(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, NetError::Connect { host, .. } if *host == format!("127.0.0.1:{port}")),
+            "{e}"
+        );
+        assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+        assert!(!e.is_policy_violation());
         // A name that does not resolve.
         let e = c
             .send(&p, get_req("https://api.example.com/"))

@@ -42,8 +42,18 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (
         7,
-        "0007_modules.sql",
-        include_str!("../../migrations/0007_modules.sql"),
+        "0007_backups.sql",
+        include_str!("../../migrations/0007_backups.sql"),
+    ),
+    (
+        8,
+        "0008_import.sql",
+        include_str!("../../migrations/0008_import.sql"),
+    ),
+    (
+        9,
+        "0009_modules.sql",
+        include_str!("../../migrations/0009_modules.sql"),
     ),
 ];
 

@@ -8,7 +8,9 @@
 //! org it acts in; no statement here reads or writes across orgs.
 
 mod alerts;
+pub mod backup;
 mod checkpoints;
+mod import;
 mod keys;
 mod ledger;
 mod metering;
@@ -29,6 +31,7 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use alerts::{AlertRecord, Lease};
+pub use backup::{BackupRecord, Snapshot};
 #[allow(unused_imports)] // filled in as the tools land
 pub use checkpoints::*;
 pub use keys::*;

@@ -50,6 +50,7 @@ pub struct TaskUpdate {
     pub status: Option<TaskStatus>,
     pub answer: Option<String>,
     pub resolved_by: Option<String>,
+    pub occurred_at: Option<String>,
 }
 
 /// Filters of `task list`.
@@ -224,7 +225,8 @@ impl Store {
                 || u.complexity.is_some()
                 || u.language.is_some()
                 || u.stack.is_some()
-                || u.domain.is_some();
+                || u.domain.is_some()
+                || u.occurred_at.is_some();
             if is_final(from) && changes_fields {
                 return Err(Error::Conflict(format!(
                     "task {i} is {} and can no longer be changed",
@@ -240,12 +242,13 @@ impl Store {
                    task_type = coalesce(?10, task_type), complexity = coalesce(?11, complexity),
                    language = coalesce(?12, language), stack = coalesce(?13, stack), domain = coalesce(?14, domain),
                    status = ?15, answer = coalesce(?16, answer), resolved_by = coalesce(?17, resolved_by),
-                   updated_at = ?18, completed_at = coalesce(?19, completed_at)
+                   updated_at = ?18, completed_at = coalesce(?19, completed_at),
+                   occurred_at = coalesce(?20, occurred_at)
                  WHERE org_id = ?1 AND id = ?2",
                 params![
                     o, i, u.title, u.instruction, u.project, u.context, u.repo, paths, u.answer_schema,
                     u.task_type, u.complexity, u.language, u.stack, u.domain, to.as_str(), u.answer,
-                    u.resolved_by, now, completed
+                    u.resolved_by, now, completed, u.occurred_at
                 ],
             )?;
             get_task(c, &o, &i)

@@ -1,7 +1,9 @@
 //! `health`: liveness and the state of every part (status), and a canary that
 //! writes, reads back and deletes a row so an agent can tell at session start
 //! whether its memory works. `status` reads only in-memory state and one cheap
-//! probe result, so it stays as fast as an echo.
+//! probe result, so it stays as fast as an echo; that includes the last good
+//! backup's time (read from the store once, then kept current by the backup
+//! schedule loop).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,7 +15,7 @@ use crate::error::Result;
 pub static SPEC: ToolSpec = ToolSpec {
     action_field: true,
     name: "health",
-    description: "Server health. status: store, migrations, uptime, version, sessions. canary: write, read back and delete a row to prove memory works (reports failure instead of throwing).",
+    description: "Server health. status: store, migrations, uptime, version, sessions, last backup. canary: write, read back and delete a row to prove memory works (reports failure instead of throwing).",
     actions: &ACTIONS,
     input: schema_of::<Params>,
     output: schema_of::<Output>,
@@ -46,7 +48,21 @@ pub struct Output {
     #[serde(skip_serializing_if = "Option::is_none")]
     sessions: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<BackupState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     canary: Option<Canary>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+struct BackupState {
+    /// When the newest good backup finished (RFC 3339 UTC); absent if never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_ok_at: Option<String>,
+    /// Its age in seconds; absent if never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_s: Option<i64>,
+    /// The in-process schedule: `off`, `every N h` or `daily at HH:MM UTC`.
+    schedule: String,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -102,6 +118,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
                     store: None,
                     uptime_s: None,
                     sessions: None,
+                    backup: None,
                     canary: Some(Canary {
                         ok,
                         latency_ms,
@@ -118,8 +135,20 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
             let uptime = app.started.elapsed().as_secs();
             let sessions = app.session_count() as u64;
             let status = if store_ok { "ok" } else { "degraded" };
+            let last_ok_at = app.last_backup.get(&app.store).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the last backup's time");
+                None
+            });
+            let age_s = last_ok_at
+                .as_deref()
+                .and_then(crate::clock::parse_time)
+                .map(|t| (app.clock.now() - t).num_seconds().max(0));
+            let backup_text = match age_s {
+                Some(a) => format!("last backup: {}h{:02}m ago", a / 3600, a / 60 % 60),
+                None => "last backup: never".into(),
+            };
             let text = format!(
-                "{status}: vaultline {VERSION}, schema v{}/{}, up {uptime}s, {sessions} sessions",
+                "{status}: vaultline {VERSION}, schema v{}/{}, up {uptime}s, {sessions} sessions, {backup_text}",
                 m.current, m.latest
             );
             ToolOutput::new(
@@ -134,6 +163,11 @@ pub async fn call(ctx: &CallCtx, action: &str, args: serde_json::Value) -> Resul
                     }),
                     uptime_s: Some(uptime),
                     sessions: Some(sessions),
+                    backup: Some(BackupState {
+                        last_ok_at,
+                        age_s,
+                        schedule: crate::backup::schedule_text(&app.config.backup),
+                    }),
                     canary: None,
                 },
                 text,
@@ -165,6 +199,9 @@ mod tests {
             out.structured["store"]["schema_version"],
             crate::store::MIGRATIONS.len()
         );
+        assert_eq!(out.structured["backup"]["schedule"], "off");
+        assert!(out.structured["backup"].get("last_ok_at").is_none());
+        assert!(out.text.contains("last backup: never"), "{}", out.text);
         let err = call_as(&app, &viewer, "health", json!({"action": "canary"}))
             .await
             .unwrap_err();

@@ -69,7 +69,7 @@ pub struct Params {
     /// A JSON Schema the answer must satisfy.
     answer_schema: Option<Map<String, Value>>,
     status: Option<TaskStatus>,
-    /// When the work happened (retro).
+    /// When the work happened (retro, update).
     occurred_at: Option<String>,
     format: Option<Format>,
     /// done/resolve: the answer.
@@ -360,6 +360,7 @@ pub async fn call(ctx: &CallCtx, action: &str, args: Value) -> Result<ToolOutput
                 stack: p.stack,
                 domain: p.domain,
                 status: p.status,
+                occurred_at: check_time("occurred_at", &p.occurred_at)?,
                 ..Default::default()
             };
             changed(
@@ -577,6 +578,21 @@ mod tests {
         assert_eq!(t["task"]["status"], "open");
         let c = ok(&app, &op, json!({"action": "classify", "task_id": id})).await;
         assert_eq!(c["task"]["task_type"], "docs");
+        // update sets occurred_at (normalised), and names it when it is not a time.
+        let u = ok(
+            &app,
+            &op,
+            json!({"action": "update", "task_id": id, "occurred_at": "2026-10-31"}),
+        )
+        .await;
+        assert_eq!(u["task"]["occurred_at"], "2026-10-31T00:00:00.000Z");
+        let e = err(
+            &app,
+            &op,
+            json!({"action": "update", "task_id": id, "occurred_at": "soon"}),
+        )
+        .await;
+        assert!(e.contains("occurred_at"), "{e}");
         let r = ok(
             &app,
             &op,

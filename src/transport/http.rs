@@ -5,8 +5,10 @@
 //! limit (429 with `Retry-After`) → session-to-key binding (a session used with
 //! another key looks exactly like a missing one: 404) → rmcp. Malformed JSON is
 //! answered with a JSON-RPC -32700 error. `/health` is open and says nothing
-//! private; `/ready` reports store and migrations; `/metrics` needs an admin key
-//! unless `metrics.public`.
+//! private (one answer for vault-mcp's scripts — `status` ok/degraded, `version`,
+//! `timestamp` — and vaultline's own fields); `/ready` reports store and
+//! migrations; `/metrics` needs an admin key unless `metrics.public`. vault-mcp's
+//! `/tasks` routes live in `rest`, behind the same key check as `/mcp`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Handler, listed_tools};
+use super::rest;
 use crate::app::App;
 use crate::auth::{Principal, Rejection, Role};
 use crate::metrics::HttpLabels;
@@ -108,6 +111,7 @@ pub fn build(app: Arc<App>, ct: CancellationToken) -> HttpApp {
         .route("/metrics", get(metrics))
         .with_state(app.clone())
         .merge(mcp)
+        .merge(rest::router(app.clone()))
         .layer(middleware::from_fn_with_state(app.clone(), host_origin))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests));
     HttpApp {
@@ -176,6 +180,7 @@ async fn count_requests(State(app): State<Arc<App>>, req: Request, next: Next) -
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
+        p if p == "/tasks" || p.starts_with("/tasks/") => "/tasks",
         _ => "other",
     };
     let resp = next.run(req).await;
@@ -270,13 +275,13 @@ async fn host_origin(State(app): State<Arc<App>>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn unauthorized(app: &App, detail: &str, invalid_token: bool) -> Response {
+pub(super) fn unauthorized(app: &App, detail: &str, invalid_token: bool) -> Response {
     app.metrics.auth_failures.inc();
     let challenge = if invalid_token {
         "Bearer realm=\"vaultline\", error=\"invalid_token\""
@@ -446,6 +451,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "status": if ok { "ok" } else { "degraded" },
         "service": "vaultline",
         "version": crate::app::VERSION,
+        "timestamp": app.clock.now_text(),
         "store": if store_ok { "ok" } else { "unreachable" },
         "uptime_s": app.started.elapsed().as_secs(),
     }))
