@@ -8,11 +8,9 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The canonical text of `v`.
+/// The canonical text of `v`: the same RFC 8785 writer that hashes checkpoints.
 pub fn canonical(v: &Value) -> String {
-    let mut out = String::new();
-    write(v, &mut out);
-    out
+    crate::checkpoints::canonical_json(v)
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -25,100 +23,6 @@ pub fn seal(manifest: &Value) -> (Vec<u8>, String) {
     let bytes = canonical(manifest).into_bytes();
     let hash = sha256_hex(&bytes);
     (bytes, hash)
-}
-
-fn write(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                out.push_str(&i.to_string());
-            } else if let Some(u) = n.as_u64() {
-                out.push_str(&u.to_string());
-            } else {
-                out.push_str(&es_number(n.as_f64().unwrap_or(0.0)));
-            }
-        }
-        Value::String(s) => string(s, out),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write(x, out);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                string(k, out);
-                out.push(':');
-                if let Some(x) = m.get(k) {
-                    write(x, out);
-                }
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// ECMAScript Number::toString for a finite double.
-fn es_number(f: f64) -> String {
-    if f == 0.0 || !f.is_finite() {
-        // JSON has no NaN or infinity; -0 serialises as 0.
-        return "0".into();
-    }
-    let neg = f < 0.0;
-    // `{:e}` gives the shortest digits that round-trip: "1.2345e-7".
-    let sci = format!("{:e}", f.abs());
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let digits = digits.trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    let k = digits.len() as i64;
-    let n = exp.parse::<i64>().unwrap_or(0) + 1;
-    let body = if k <= n && n <= 21 {
-        format!("{digits}{}", "0".repeat((n - k) as usize))
-    } else if 0 < n && n <= 21 {
-        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
-    } else if -6 < n && n <= 0 {
-        format!("0.{}{digits}", "0".repeat((-n) as usize))
-    } else {
-        let e = n - 1;
-        let sign = if e >= 0 { "+" } else { "-" };
-        if k == 1 {
-            format!("{digits}e{sign}{}", e.abs())
-        } else {
-            format!("{}.{}e{sign}{}", &digits[..1], &digits[1..], e.abs())
-        }
-    };
-    if neg { format!("-{body}") } else { body }
 }
 
 #[cfg(test)]
@@ -142,7 +46,7 @@ mod tests {
             (333_333_333.333_333_3, "333333333.3333333"),
         ];
         for (f, want) in cases {
-            assert_eq!(es_number(f), want, "{f}");
+            assert_eq!(canonical(&json!(f)), want, "{f}");
         }
     }
 
