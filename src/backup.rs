@@ -259,6 +259,42 @@ fn write_copy(db: &Path, path: &Path, latest: u32, field: &str) -> Result<(Snaps
     r
 }
 
+/// `vaultline backup` of a database older than this binary: copied as it is,
+/// before anything opens it through the store (which would migrate it), so the
+/// copy taken just before an upgrade holds the old schema and the old binary can
+/// restore it. Checked, fsynced and pruned like any copy, but not recorded: the
+/// `backups` table may not exist yet. None when the database is not older (the
+/// normal path, [`run`], then takes the copy). Blocking.
+pub fn run_unmigrated(
+    cfg: &BackupConfig,
+    db: &Path,
+    to: Option<&Path>,
+    latest: u32,
+    now: DateTime<Utc>,
+) -> Result<Option<Report>> {
+    let version = match crate::store::backup::schema_version_of(db)? {
+        Some(v) if v < latest => v,
+        _ => return Ok(None),
+    };
+    let t0 = std::time::Instant::now();
+    let (path, prune_dir, field) = target(cfg, db, to, now)?;
+    let (snap, bytes) = write_copy(db, &path, version, field)?;
+    let pruned = match prune_dir {
+        Some(d) => prune(&d, cfg.keep)?,
+        None => Vec::new(),
+    };
+    Ok(Some(Report {
+        path: path.display().to_string(),
+        bytes,
+        schema_version: snap.schema_version,
+        rows: snap.rows(),
+        tables: snap.tables,
+        started_at: fmt_time(now),
+        duration_ms: t0.elapsed().as_millis() as u64,
+        pruned,
+    }))
+}
+
 /// One backup: to `to` (a file or a directory) or to `backup.dir`. Records the
 /// run; on failure raises `backup_failed` for `period_key` — except for a CLI
 /// run refused for its arguments, which the operator sees at the console.

@@ -357,6 +357,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { to } => {
+            // An older database is copied before anything migrates it (the copy
+            // to take before an upgrade); otherwise the recorded path below.
+            let latest = crate::store::MIGRATIONS.last().map_or(0, |m| m.0);
+            let (bcfg, db, dest) = (cfg.backup.clone(), cfg.db_path.clone(), to.clone());
+            let early = tokio::task::spawn_blocking(move || {
+                crate::backup::run_unmigrated(
+                    &bcfg,
+                    &db,
+                    dest.as_deref(),
+                    latest,
+                    chrono::Utc::now(),
+                )
+            })
+            .await??;
+            if let Some(r) = early {
+                eprintln!(
+                    "the database is at schema version {} (this binary: {latest}): copied as it is, not migrated",
+                    r.schema_version
+                );
+                for p in &r.pruned {
+                    eprintln!("pruned {p}");
+                }
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
             let app = App::new(cfg)?;
             let key = app.clock.now_text();
             let r = crate::backup::run(&app, to.as_deref(), "cli", &key).await;

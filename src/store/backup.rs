@@ -68,6 +68,31 @@ fn open_existing(path: &Path, what: &str) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The schema version recorded in the database at `path`, read without
+/// migrating it; None when it has no `schema_migrations` table (an empty or a
+/// foreign file, which the normal path reports).
+pub fn schema_version_of(path: &Path) -> Result<Option<u32>> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
+    c.busy_timeout(BUSY)?;
+    let has: bool = c.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        return Ok(None);
+    }
+    Ok(Some(c.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?))
+}
+
 /// Row counts of every table and the schema version, read on `c` (inside
 /// whatever transaction `c` has open).
 fn snapshot_of(c: &Connection) -> Result<Snapshot> {

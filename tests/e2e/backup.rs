@@ -613,3 +613,74 @@ async fn restore_replaces_a_damaged_database_and_moves_its_log_aside() {
     let orgs = cli(&db, &["orgs", "list"]);
     assert!(orgs.starts_with("acme"), "{orgs}");
 }
+
+/// The schema version recorded in `db`.
+fn version_of(db: &Path) -> u32 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_before_an_upgrade_copies_the_old_schema_without_migrating() {
+    let env = Env::new();
+    env.org("acme");
+    // Make the database one release older: undo the newest migration (drop the
+    // tables it created, forget its version), as a database the previous
+    // binary made would be.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let newest = files.last().unwrap();
+    let latest: u32 = newest.file_name().unwrap().to_string_lossy()[..4]
+        .parse()
+        .unwrap();
+    let sql = std::fs::read_to_string(newest).unwrap();
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    for line in sql.lines() {
+        if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
+            let name = rest.trim_start_matches("IF NOT EXISTS ");
+            let name = name.split([' ', '(']).next().unwrap();
+            conn.execute_batch(&format!("DROP TABLE {name}")).unwrap();
+        }
+    }
+    conn.execute("DELETE FROM schema_migrations WHERE version = ?1", [latest])
+        .unwrap();
+    drop(conn);
+    assert_eq!(version_of(&env.db()), latest - 1);
+
+    let copy = env.dir.path().join("before-upgrade.db");
+    let mut all = vec!["backup", "--to", copy.to_str().unwrap()];
+    let (ok_, out, err) = run(&env.db(), &all, &[]);
+    assert!(ok_, "backup failed: {err}");
+    assert!(err.contains("copied as it is, not migrated"), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["schema_version"], latest - 1);
+    assert_eq!(
+        version_of(&copy),
+        latest - 1,
+        "the copy holds the old schema"
+    );
+    assert_eq!(
+        version_of(&env.db()),
+        latest - 1,
+        "the source was not migrated"
+    );
+
+    // Once migrated (the upgrade), a backup is the normal, recorded one.
+    let (ok_, _, err) = run(&env.db(), &["migrate"], &[]);
+    assert!(ok_, "{err}");
+    let copy2 = env.dir.path().join("after-upgrade.db");
+    all[2] = copy2.to_str().unwrap();
+    let (ok_, out, err) = run(&env.db(), &all, &[]);
+    assert!(ok_, "{err}");
+    assert!(!err.contains("not migrated"), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["schema_version"], latest);
+}
