@@ -917,3 +917,36 @@ async fn a_prompt_tool_runs_through_the_ladder_and_its_output_is_checked() {
         "run units count the module tool"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_mode_serves_only_module_tools_that_only_read() {
+    let rig = Rig::new().await;
+    // `forecast` no longer says it only reads: it needs operator, and read-only
+    // mode hides and refuses it; `current` still reads only.
+    let mut m = manifest(rig.weather.port, "1.0.0", false);
+    m["tools"][1]["annotations"]["readOnlyHint"] = json!(false);
+    rig.ship(&m, true).await;
+    let args = json!({"city": "Lisbon", "days": 2});
+    let e = fails(&rig.viewer, "acme__forecast", args.clone()).await;
+    assert!(
+        e.contains("operator"),
+        "a viewer is refused a tool that writes: {e}"
+    );
+    ok(&rig.op, "acme__forecast", args.clone()).await;
+
+    // A second server on the same file, in read-only mode.
+    let cfg = rig.env.dir.path().join("config.toml");
+    let ro = Server::start(
+        &rig.env,
+        &[("VAULTLINE_TOOLS__READ_ONLY", "true")],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let admin = http_client(&ro.url, &rig.env.key("acme", "admin")).await;
+    let names = tool_names(&admin).await;
+    assert!(names.contains(&"acme__current".to_string()), "{names:?}");
+    assert!(!names.contains(&"acme__forecast".to_string()), "{names:?}");
+    let e = fails(&admin, "acme__forecast", args).await;
+    assert!(e.contains("read-only"), "{e}");
+    let out = ok(&admin, "acme__current", json!({"city": "Lisbon"})).await;
+    assert!(out.is_object(), "{out}");
+}
