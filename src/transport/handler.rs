@@ -214,22 +214,41 @@ impl Handler {
             person: None,
         };
         let out = tools::module::call_installed(&call, tool, Value::Object(args)).await;
-        let secs = started.elapsed().as_secs_f64();
+        let done = Done {
+            org: &org,
+            key_id: &key_id,
+            metric: ("module_tool", ""),
+            name: &tool.exposed,
+            shown: &tool.exposed,
+            action: None,
+        };
+        self.settle(done, out, started.elapsed().as_secs_f64())
+            .await
+    }
+
+    /// What every tool call does once it ran: its run unit and metric; for a
+    /// success the answer, billed first when config prices the tool (so an
+    /// answered call is a committed charge; `_meta` says which); for a failure
+    /// the tool error.
+    async fn settle(
+        &self,
+        d: Done<'_>,
+        out: crate::error::Result<tools::ToolOutput>,
+        secs: f64,
+    ) -> CallToolResult {
+        let (tool, action) = d.metric;
         self.app
             .meter
-            .count_run(&org, &key_id, &tool.exposed, out.is_ok());
+            .count_run(d.org, d.key_id, d.name, out.is_ok());
         match out {
             Ok(out) => {
-                self.app.metrics.tool_call("module_tool", "", "ok", secs);
+                self.app.metrics.tool_call(tool, action, "ok", secs);
+                // Built by hand: `CallToolResult::structured` would serialise the
+                // value once more into a text block we replace anyway.
                 let mut r = CallToolResult::success(vec![ContentBlock::text(out.text)]);
                 r.structured_content = Some(out.structured);
-                if self.app.meter.tool_price(&tool.exposed).is_some() {
-                    match self
-                        .app
-                        .meter
-                        .charge_tool(&org, &key_id, &tool.exposed)
-                        .await
-                    {
+                if self.app.meter.tool_price(d.name).is_some() {
+                    match self.app.meter.charge_tool(d.org, d.key_id, d.name).await {
                         Ok(Some(receipt)) => {
                             let mut m = serde_json::Map::new();
                             m.insert(
@@ -240,7 +259,7 @@ impl Handler {
                         }
                         Ok(None) => {}
                         Err(e) => {
-                            tracing::warn!(error = %e, tool = %tool.exposed, "could not bill a priced module tool call")
+                            tracing::warn!(error = %e, tool = d.name, "could not bill a priced tool call")
                         }
                     }
                 }
@@ -251,11 +270,22 @@ impl Handler {
                     crate::error::Error::Internal(_) => "error",
                     _ => "refused",
                 };
-                self.app.metrics.tool_call("module_tool", "", outcome, secs);
-                errors::tool_error(&tool.exposed, None, &e)
+                self.app.metrics.tool_call(tool, action, outcome, secs);
+                errors::tool_error(d.shown, d.action, &e)
             }
         }
     }
+}
+
+/// Who a finished call belongs to and how it is named: `name` for run units,
+/// prices and errors, `metric` the (tool, action) labels of the call metric.
+struct Done<'a> {
+    org: &'a str,
+    key_id: &'a str,
+    metric: (&'static str, &'static str),
+    name: &'a str,
+    shown: &'a str,
+    action: Option<&'a str>,
 }
 
 impl ServerHandler for Handler {
@@ -407,44 +437,17 @@ impl ServerHandler for Handler {
         if let Some(f) = forwarder {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), f).await;
         }
-        let secs = started.elapsed().as_secs_f64();
-        self.app.meter.count_run(&org, &key_id, tool, out.is_ok());
-        let result = match out {
-            Ok(out) => {
-                self.app.metrics.tool_call(tool, action, "ok", secs);
-                // Built by hand: `CallToolResult::structured` would serialise the
-                // value once more into a text block we replace anyway.
-                let mut r = CallToolResult::success(vec![ContentBlock::text(out.text)]);
-                r.structured_content = Some(out.structured);
-                // A tool priced by config is billed before the answer goes out,
-                // so an answered call is a committed charge; `_meta` says which.
-                if self.app.meter.tool_price(tool).is_some() {
-                    match self.app.meter.charge_tool(&org, &key_id, tool).await {
-                        Ok(Some(receipt)) => {
-                            let mut m = serde_json::Map::new();
-                            m.insert(
-                                "vaultline/charge".into(),
-                                serde_json::to_value(&receipt).unwrap_or_default(),
-                            );
-                            r.meta = Some(rmcp::model::MetaObject(m));
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, tool, "could not bill a priced tool call")
-                        }
-                    }
-                }
-                r
-            }
-            Err(e) => {
-                let outcome = match e {
-                    crate::error::Error::Internal(_) => "error",
-                    _ => "refused",
-                };
-                self.app.metrics.tool_call(tool, action, outcome, secs);
-                errors::tool_error(&name, Some(action), &e)
-            }
+        let done = Done {
+            org: &org,
+            key_id: &key_id,
+            metric: (tool, action),
+            name: tool,
+            shown: &name,
+            action: Some(action),
         };
+        let result = self
+            .settle(done, out, started.elapsed().as_secs_f64())
+            .await;
         Ok(result.into())
     }
 
