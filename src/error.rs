@@ -57,6 +57,28 @@ impl Error {
     }
 }
 
+/// `s` cut to at most `max` characters (never inside one), `…` marking a cut.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// A JSON Schema validation error as bad input: the field is the instance path
+/// (dotted; `arguments` for the whole), the message the validator's, clipped to
+/// 300 characters (it can echo a long input value).
+pub fn schema_error(err: &jsonschema::ValidationError<'_>) -> Error {
+    let path = err.instance_path().to_string();
+    let field = path.trim_start_matches('/').replace('/', ".");
+    let field = if field.is_empty() {
+        "arguments".to_string()
+    } else {
+        field
+    };
+    Error::invalid(field, clip(&err.to_string(), 300))
+}
+
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Internal(format!("json: {e}"))
@@ -64,3 +86,33 @@ impl From<serde_json::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+
+    #[test]
+    fn clip_counts_characters_and_never_cuts_one() {
+        assert_eq!(clip("Tromsø", 10), "Tromsø");
+        assert_eq!(clip("Tromsø", 5), "Troms…");
+        assert_eq!(clip("øøø", 2), "øø…");
+    }
+
+    #[test]
+    fn a_long_echoed_value_is_clipped_not_a_panic() {
+        // The message echoes the value: `"øøø…" is not one of ["x"]`; byte 300
+        // falls inside an `ø`, where a byte truncation used to panic.
+        let schema = serde_json::json!({"properties": {"city": {"enum": ["x"]}}});
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let input = serde_json::json!({"city": "ø".repeat(400)});
+        let err = v.iter_errors(&input).next().unwrap();
+        match schema_error(&err) {
+            Error::Invalid { field, message } => {
+                assert_eq!(field, "city");
+                assert_eq!(message.chars().count(), 301, "{message}");
+                assert!(message.ends_with('…'));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

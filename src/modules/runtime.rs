@@ -176,14 +176,7 @@ pub fn tools_from_bundle(
 /// naming the field.
 pub fn check_input(tool: &LiveTool, args: &Value) -> Result<()> {
     if let Some(e) = tool.input.iter_errors(args).next() {
-        let path = e.instance_path().to_string();
-        let field = path.trim_start_matches('/').replace('/', ".");
-        let field = if field.is_empty() {
-            "arguments".to_string()
-        } else {
-            field
-        };
-        return Err(Error::invalid(field, e.to_string()));
+        return Err(crate::error::schema_error(&e));
     }
     Ok(())
 }

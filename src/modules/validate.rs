@@ -145,7 +145,7 @@ pub fn check(doc: &Value, core: &[&str]) -> (Report, Option<Manifest>) {
         .map(|e| {
             problem(
                 e.instance_path().to_string(),
-                clip(&e.to_string(), 300),
+                crate::error::clip(&e.to_string(), 300),
                 format!(
                     "fix the value to satisfy the schema rule at {}",
                     e.schema_path()
@@ -224,7 +224,10 @@ fn check_tools(m: &Manifest, core: &[&str], problems: &mut Vec<Problem>) {
             if let Err(e) = jsonschema::meta::validate(schema) {
                 problems.push(problem(
                     format!("{at}/{field}{}", e.instance_path()),
-                    format!("is not a valid JSON Schema: {}", clip(&e.to_string(), 200)),
+                    format!(
+                        "is not a valid JSON Schema: {}",
+                        crate::error::clip(&e.to_string(), 200)
+                    ),
                     "write a draft 2020-12 JSON Schema",
                 ));
             } else if schema.get("type").and_then(Value::as_str) != Some("object") {
@@ -401,7 +404,10 @@ fn check_examples(m: &Manifest, problems: &mut Vec<Problem>, checked: &mut usize
         {
             problems.push(problem(
                 format!("{at}/expect"),
-                format!("the tool produced {}", clip(&output.to_string(), 300)),
+                format!(
+                    "the tool produced {}",
+                    crate::error::clip(&output.to_string(), 300)
+                ),
                 "fix the mapping, or the expected output",
             ));
         }
@@ -442,7 +448,7 @@ pub fn check_against(schema: &Value, v: &Value) -> Result<(), String> {
             } else {
                 format!(" at {path}")
             };
-            Err(clip(&format!("{e}{at}"), 300))
+            Err(crate::error::clip(&format!("{e}{at}"), 300))
         }
     }
 }
@@ -493,13 +499,6 @@ fn for_each_string(v: &Value, f: &mut dyn FnMut(&str)) {
 /// Escapes a key for a JSON Pointer segment.
 fn esc(k: &str) -> String {
     k.replace('~', "~0").replace('/', "~1")
-}
-
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// The tool of a manifest by its (unexposed) name.

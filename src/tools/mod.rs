@@ -245,7 +245,7 @@ impl Registry {
         args.retain(|_, v| !v.is_null());
         let args = Value::Object(args);
         if let Some(err) = entry.validator.iter_errors(&args).next() {
-            return Err(Err(schema_error(&err)));
+            return Err(Err(crate::error::schema_error(&err)));
         }
         let action = if entry.spec.action_field {
             let action_name = args
@@ -276,22 +276,6 @@ impl Registry {
             args,
         })
     }
-}
-
-fn schema_error(err: &jsonschema::ValidationError<'_>) -> Error {
-    let path = err.instance_path().to_string();
-    let field = path.trim_start_matches('/').replace('/', ".");
-    let field = if field.is_empty() {
-        "arguments".to_string()
-    } else {
-        field
-    };
-    let mut message = err.to_string();
-    if message.len() > 300 {
-        message.truncate(300);
-        message.push('…');
-    }
-    Error::invalid(field, message)
 }
 
 impl Entry {
