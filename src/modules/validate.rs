@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::bundle;
-use super::manifest::{self, HttpSpec, Kind, Manifest, ToolDecl};
+use super::manifest::{self, HttpSpec, Kind, Manifest};
 
 /// One thing wrong with a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -499,11 +499,6 @@ fn for_each_string(v: &Value, f: &mut dyn FnMut(&str)) {
 /// Escapes a key for a JSON Pointer segment.
 fn esc(k: &str) -> String {
     k.replace('~', "~0").replace('/', "~1")
-}
-
-/// The tool of a manifest by its (unexposed) name.
-pub fn tool<'a>(m: &'a Manifest, name: &str) -> Option<&'a ToolDecl> {
-    m.tools.iter().find(|t| t.name == name)
 }
 
 #[cfg(test)]

@@ -277,36 +277,6 @@ impl Store {
         })
         .await
     }
-
-    /// The newest backup runs, good or failed, newest first.
-    pub async fn backup_list(&self, limit: u32) -> Result<Vec<BackupRecord>> {
-        self.read(move |c| {
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, source, started_at, finished_at, ok, path, bytes, tables_count,
-                       rows_count, schema_version, error
-                     FROM backups ORDER BY finished_at DESC, id DESC LIMIT ?1",
-                )?
-                .query_map([limit], |r| {
-                    Ok(BackupRecord {
-                        id: r.get(0)?,
-                        source: r.get(1)?,
-                        started_at: r.get(2)?,
-                        finished_at: r.get(3)?,
-                        ok: r.get(4)?,
-                        path: r.get(5)?,
-                        bytes: r.get(6)?,
-                        tables: r.get(7)?,
-                        rows: r.get(8)?,
-                        schema_version: r.get(9)?,
-                        error: r.get(10)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
@@ -370,7 +340,6 @@ mod tests {
             Some("2026-01-01T00:00:01.000Z"),
             "a failed run is not the last good one"
         );
-        assert_eq!(s.backup_list(10).await.unwrap()[0].id, "b2");
         s.shutdown();
     }
 

@@ -408,11 +408,6 @@ impl Store {
         .await
     }
 
-    /// Appends an audit row on its own (steps whose state change is elsewhere).
-    pub async fn module_audit_add(&self, audit: ModuleAudit) -> Result<()> {
-        self.write(move |c| insert_audit(c, &audit)).await
-    }
-
     /// The module audit of an org (one module, or all), oldest first.
     pub async fn module_audit_list(
         &self,
@@ -542,9 +537,11 @@ mod tests {
         };
         // Not validated yet.
         assert!(
-            s.module_promote("a", v.clone(), audit("a", "03", "promote"))
-                .await
-                .is_err()
+            matches!(
+                s.module_promote("a", v.clone(), audit("a", "03", "promote")).await,
+                Err(Error::Conflict(m)) if m.contains("not validated")
+            ),
+            "promote refuses a draft that was never validated"
         );
         s.module_draft_validated(
             "a",
