@@ -183,22 +183,24 @@ pub struct Resolved {
 #[derive(Debug)]
 pub struct UnknownTool(pub String);
 
+/// The eight core tools, in listing order.
+pub static CORE: &[(ToolId, &ToolSpec)] = &[
+    (ToolId::Workflow, &workflow::SPEC),
+    (ToolId::Task, &task::SPEC),
+    (ToolId::Execute, &execute::SPEC),
+    (ToolId::Checkpoint, &checkpoint::SPEC),
+    (ToolId::Billing, &billing::SPEC),
+    (ToolId::Quota, &quota::SPEC),
+    (ToolId::Health, &health::SPEC),
+    (ToolId::Module, &module::SPEC),
+];
+
 impl Registry {
     pub fn new(cfg: &ToolsConfig) -> Registry {
         let all = cfg.toolsets.iter().any(|t| t == "all");
         let wanted = |name: &str| all || cfg.toolsets.iter().any(|t| t == name);
         let mut entries = Vec::new();
-        let core: [(ToolId, &'static ToolSpec); 8] = [
-            (ToolId::Workflow, &workflow::SPEC),
-            (ToolId::Task, &task::SPEC),
-            (ToolId::Execute, &execute::SPEC),
-            (ToolId::Checkpoint, &checkpoint::SPEC),
-            (ToolId::Billing, &billing::SPEC),
-            (ToolId::Quota, &quota::SPEC),
-            (ToolId::Health, &health::SPEC),
-            (ToolId::Module, &module::SPEC),
-        ];
-        for (id, spec) in core {
+        for &(id, spec) in CORE {
             if wanted(spec.name) {
                 entries.extend(Entry::build(id, spec, cfg.read_only));
             }

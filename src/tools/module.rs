@@ -106,16 +106,7 @@ pub struct Output {
 
 /// Names no module tool may take: every built-in tool, listed or not.
 pub fn core_names() -> Vec<&'static str> {
-    let mut v = vec![
-        "workflow",
-        "task",
-        "execute",
-        "checkpoint",
-        "billing",
-        "quota",
-        "health",
-        "module",
-    ];
+    let mut v: Vec<&'static str> = super::CORE.iter().map(|(_, s)| s.name).collect();
     v.extend(super::compat::SPECS.iter().map(|(_, s)| s.name));
     v
 }
@@ -526,11 +517,6 @@ async fn promote(ctx: &CallCtx, id: &str) -> Result<ToolOutput> {
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or(Value::Null);
-    if d.validated_sha256.as_deref() != Some(hash.as_str()) {
-        return Err(Error::Conflict(format!(
-            "the draft of {id} is not validated as it stands; run `validate` first"
-        )));
-    }
     let version = doc
         .get("version")
         .and_then(Value::as_str)
