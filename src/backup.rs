@@ -276,14 +276,26 @@ pub fn run_unmigrated(
         Some(v) if v < latest => v,
         _ => return Ok(None),
     };
+    copy_and_prune(cfg, db, to, version, now).map(Some)
+}
+
+/// The copy itself: to its target, checked against `latest`, then retention.
+/// Blocking.
+fn copy_and_prune(
+    cfg: &BackupConfig,
+    db: &Path,
+    to: Option<&Path>,
+    latest: u32,
+    now: DateTime<Utc>,
+) -> Result<Report> {
     let t0 = std::time::Instant::now();
     let (path, prune_dir, field) = target(cfg, db, to, now)?;
-    let (snap, bytes) = write_copy(db, &path, version, field)?;
+    let (snap, bytes) = write_copy(db, &path, latest, field)?;
     let pruned = match prune_dir {
         Some(d) => prune(&d, cfg.keep)?,
         None => Vec::new(),
     };
-    Ok(Some(Report {
+    Ok(Report {
         path: path.display().to_string(),
         bytes,
         schema_version: snap.schema_version,
@@ -292,7 +304,7 @@ pub fn run_unmigrated(
         started_at: fmt_time(now),
         duration_ms: t0.elapsed().as_millis() as u64,
         pruned,
-    }))
+    })
 }
 
 /// One backup: to `to` (a file or a directory) or to `backup.dir`. Records the
@@ -300,65 +312,31 @@ pub fn run_unmigrated(
 /// run refused for its arguments, which the operator sees at the console.
 pub async fn run(app: &App, to: Option<&Path>, source: &str, period_key: &str) -> Result<Report> {
     let started = app.clock.now();
-    let t0 = std::time::Instant::now();
-    let result = async {
-        let db = app.store.path().to_path_buf();
-        let (path, prune_dir, field) = target(&app.config.backup, &db, to, started)?;
-        let latest = app.store.migration_status().latest;
-        let p = path.clone();
-        let (snap, bytes) = tokio::task::spawn_blocking(move || write_copy(&db, &p, latest, field))
-            .await
-            .map_err(|e| Error::Internal(format!("backup task failed: {e}")))??;
-        let pruned = match prune_dir {
-            Some(d) => {
-                let keep = app.config.backup.keep;
-                tokio::task::spawn_blocking(move || prune(&d, keep))
-                    .await
-                    .map_err(|e| Error::Internal(format!("prune task failed: {e}")))??
-            }
-            None => Vec::new(),
-        };
-        Ok(Report {
-            path: path.display().to_string(),
-            bytes,
-            schema_version: snap.schema_version,
-            rows: snap.rows(),
-            tables: snap.tables,
-            started_at: fmt_time(started),
-            duration_ms: t0.elapsed().as_millis() as u64,
-            pruned,
-        })
-    }
-    .await;
-    let result: Result<Report> = result;
+    let (cfg, db) = (app.config.backup.clone(), app.store.path().to_path_buf());
+    let (to, latest) = (
+        to.map(Path::to_path_buf),
+        app.store.migration_status().latest,
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        copy_and_prune(&cfg, &db, to.as_deref(), latest, started)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("backup task failed: {e}")))
+    .and_then(|r| r);
     let finished = app.clock.now_text();
-    let record = match &result {
-        Ok(r) => BackupRecord {
-            id: app.ids.next(),
-            source: source.into(),
-            started_at: fmt_time(started),
-            finished_at: finished.clone(),
-            ok: true,
-            path: Some(r.path.clone()),
-            bytes: Some(r.bytes as i64),
-            tables: Some(r.tables.len() as i64),
-            rows: Some(r.rows),
-            schema_version: Some(r.schema_version),
-            error: None,
-        },
-        Err(e) => BackupRecord {
-            id: app.ids.next(),
-            source: source.into(),
-            started_at: fmt_time(started),
-            finished_at: finished.clone(),
-            ok: false,
-            path: None,
-            bytes: None,
-            tables: None,
-            rows: None,
-            schema_version: None,
-            error: Some(e.to_string()),
-        },
+    let ok = result.as_ref().ok();
+    let record = BackupRecord {
+        id: app.ids.next(),
+        source: source.into(),
+        started_at: fmt_time(started),
+        finished_at: finished.clone(),
+        ok: ok.is_some(),
+        path: ok.map(|r| r.path.clone()),
+        bytes: ok.map(|r| r.bytes as i64),
+        tables: ok.map(|r| r.tables.len() as i64),
+        rows: ok.map(|r| r.rows),
+        schema_version: ok.map(|r| r.schema_version),
+        error: result.as_ref().err().map(|e| e.to_string()),
     };
     if let Err(e) = app.store.backup_record(record).await {
         tracing::error!(error = %e, "cannot record the backup run");

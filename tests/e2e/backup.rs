@@ -683,4 +683,17 @@ async fn a_backup_before_an_upgrade_copies_the_old_schema_without_migrating() {
     assert!(!err.contains("not migrated"), "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["schema_version"], latest);
+    let recorded: Vec<(String, i64)> = rusqlite::Connection::open(env.db())
+        .unwrap()
+        .prepare("SELECT path, ok FROM backups")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        recorded,
+        [(report["path"].as_str().unwrap().to_string(), 1)],
+        "only the migrated database's backup is recorded"
+    );
 }
