@@ -123,8 +123,20 @@ fn error_response(action: &str, id: Option<&str>, err: &Error) -> Response {
 }
 
 /// Runs one `task` action as the caller, the way the MCP handler does: resolve
-/// (schema, read-only, role), dispatch, count the run unit, bill a priced tool.
+/// (schema, read-only, role), dispatch, then `settle`.
 async fn run(
+    app: &Arc<App>,
+    who: &Principal,
+    action: &'static str,
+    args: Map<String, Value>,
+) -> Result<Value, Error> {
+    let started = Instant::now();
+    let out = call(app, who, action, args).await;
+    settle(app, who, action, started, out).await
+}
+
+/// One `task` action, not yet counted or billed.
+async fn call(
     app: &Arc<App>,
     who: &Principal,
     action: &'static str,
@@ -133,9 +145,21 @@ async fn run(
     if app.registry.static_name(TOOL).is_none() {
         return Err(Error::not_found("tool", TOOL));
     }
-    let started = Instant::now();
     args.insert("action".into(), Value::from(action));
-    let out = tools::call_as(app, who, TOOL, Value::Object(args)).await;
+    Ok(tools::call_as(app, who, TOOL, Value::Object(args))
+        .await?
+        .structured)
+}
+
+/// Once per HTTP request, however many tool pages it took: the run unit, the
+/// call metric, and the charge when config prices the tool.
+async fn settle<T>(
+    app: &Arc<App>,
+    who: &Principal,
+    action: &'static str,
+    started: Instant,
+    out: Result<T, Error>,
+) -> Result<T, Error> {
     app.meter
         .count_run(&who.org, &who.key_id, TOOL, out.is_ok());
     let outcome = match &out {
@@ -151,7 +175,7 @@ async fn run(
     {
         tracing::warn!(error = %e, tool = TOOL, "could not bill a priced REST task call");
     }
-    Ok(out.structured)
+    Ok(out)
 }
 
 /// The request body as a JSON object; an empty body is `{}`. Route-owned fields
@@ -312,28 +336,32 @@ async fn list_tasks(
     if let Some(p) = q.get("project").filter(|p| !p.is_empty()) {
         filter.insert("project".into(), Value::from(p.as_str()));
     }
-    let mut cursor = q.get("cursor").filter(|c| !c.is_empty()).cloned();
-    let mut tasks: Vec<Value> = Vec::new();
-    // The tool pages by 100; walk its pages up to the wanted count.
-    loop {
-        let room = wanted - tasks.len() as u32;
-        let mut args = filter.clone();
-        args.insert("limit".into(), Value::from(room.min(100)));
-        if let Some(c) = &cursor {
-            args.insert("cursor".into(), Value::from(c.as_str()));
+    let started = Instant::now();
+    let pages = async {
+        let mut cursor = q.get("cursor").filter(|c| !c.is_empty()).cloned();
+        let mut tasks: Vec<Value> = Vec::new();
+        // The tool pages by 100; walk its pages up to the wanted count.
+        loop {
+            let room = wanted - tasks.len() as u32;
+            let mut args = filter.clone();
+            args.insert("limit".into(), Value::from(room.min(100)));
+            if let Some(c) = &cursor {
+                args.insert("cursor".into(), Value::from(c.as_str()));
+            }
+            let out = call(app, who, "list", args).await?;
+            if let Some(Value::Array(page)) = out.get("tasks") {
+                tasks.extend(page.iter().cloned());
+            }
+            cursor = out
+                .get("next_cursor")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if cursor.is_none() || tasks.len() as u32 >= wanted {
+                return Ok((tasks, cursor));
+            }
         }
-        let out = run(app, who, "list", args).await?;
-        if let Some(Value::Array(page)) = out.get("tasks") {
-            tasks.extend(page.iter().cloned());
-        }
-        cursor = out
-            .get("next_cursor")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if cursor.is_none() || tasks.len() as u32 >= wanted {
-            break;
-        }
-    }
+    };
+    let (tasks, cursor) = settle(app, who, "list", started, pages.await).await?;
     let mut resp = if markdown {
         (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],

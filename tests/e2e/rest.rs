@@ -614,3 +614,55 @@ async fn rest_and_the_mcp_task_tool_share_one_set_of_tasks() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_list_past_the_tools_page_is_one_call_with_a_cursor() {
+    let env = Env::new();
+    env.org("acme");
+    let op = env.key("acme", "operator");
+    let admin = env.key("acme", "admin");
+    let srv = Server::start(
+        &env,
+        &[
+            ("VAULTLINE_HTTP__RATE_LIMIT_PER_SECOND", "100000"),
+            ("VAULTLINE_HTTP__RATE_LIMIT_BURST", "100000"),
+        ],
+        &[],
+    );
+    let rest = Rest::new(&srv);
+    for i in 0..105 {
+        rest.create(&op, json!({"title": format!("task {i}")}))
+            .await;
+    }
+    // The task tool pages by 100: 102 rows take two of its pages.
+    let r = rest.get("/tasks?limit=102", &op).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(first.len(), 102);
+    let cursor = r.headers["x-next-cursor"].to_str().unwrap().to_string();
+    let rest_ids = rest
+        .ids(&format!("/tasks?limit=102&cursor={cursor}"), &op)
+        .await;
+    assert_eq!(rest_ids.len(), 3);
+    assert!(rest_ids.iter().all(|id| !first.contains(id)), "no overlap");
+    let all = rest.ids("/tasks", &op).await;
+    assert_eq!(all.len(), 105);
+    // Three GETs are three task calls, not one per page of the tool.
+    let page = metrics_page(&srv.base, &admin).await;
+    assert!(
+        page.contains(
+            "vaultline_tool_calls_total{tool=\"task\",action=\"list\",outcome=\"ok\"} 3\n"
+        ),
+        "{}",
+        page.lines()
+            .filter(|l| l.contains("action=\"list\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
