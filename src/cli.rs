@@ -101,8 +101,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// auto (by the first character), d1 or backup.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "d1", "backup"])]
-    pub format: String,
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    pub format: crate::import::Format,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -207,6 +207,11 @@ pub enum OrgsCmd {
         #[arg(long, value_parser = ["prepaid", "postpaid"])]
         mode: Option<String>,
     },
+}
+
+fn parse_format(s: &str) -> Result<crate::import::Format, String> {
+    crate::import::Format::parse(s)
+        .ok_or_else(|| format!("unknown format {s:?} (auto, d1, backup)"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -323,8 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quota(cmd) => quota(cfg, cmd).await,
         Command::Import(args) => {
             let app = App::new(cfg)?;
-            let format =
-                crate::import::Format::parse(&args.format).unwrap_or(crate::import::Format::Auto);
+            let format = args.format;
             let r = crate::import::run(&app, &args.path, &args.org, format, args.dry_run).await;
             app.store.shutdown();
             let report = r?;
