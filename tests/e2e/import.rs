@@ -23,8 +23,11 @@ const T1: &str = "01JCQ7Z8K2M4N6P8R0T2V4X6Y8";
 const T2: &str = "01JCQ8A1B2C3D4E5F6G7H8J9K0";
 const C1: &str = "01JCQ7ZC6666666666666666C1";
 
-/// Rows in every table of the file (the whole database, FTS shadow tables included).
-fn counts(db: &Path) -> BTreeMap<String, i64> {
+/// Every table of the file (FTS shadow tables included) → its row count and a
+/// digest of its contents, so an upsert that changed a row without adding one
+/// (a rollup's sum, a run unit's count) is seen too.
+fn counts(db: &Path) -> BTreeMap<String, (usize, String)> {
+    use sha2::{Digest, Sha256};
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     let names: Vec<String> = c
@@ -36,12 +39,23 @@ fn counts(db: &Path) -> BTreeMap<String, i64> {
         .collect();
     names
         .into_iter()
-        .filter(|n| !n.ends_with("_fts")) // virtual: counted through their shadow tables
+        .filter(|n| !n.ends_with("_fts")) // virtual: read through their shadow tables
         .map(|n| {
-            let k: i64 = c
-                .query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| r.get(0))
-                .unwrap();
-            (n, k)
+            let mut stmt = c.prepare(&format!("SELECT * FROM \"{n}\"")).unwrap();
+            let width = stmt.column_count();
+            let mut rows: Vec<String> = stmt
+                .query_map([], |r| {
+                    Ok((0..width)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            rows.sort();
+            let digest = hex::encode(Sha256::digest(rows.join("\n").as_bytes()));
+            (n, (rows.len(), digest))
         })
         .collect()
 }
